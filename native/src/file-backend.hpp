@@ -1,0 +1,82 @@
+// The filesystem contract the request engine dispatches to. The engine has already copied the request out of
+// guest memory, checked lengths against the op table and validated names and paths (docs/protocol.md); a
+// backend never sees the transport. Every method returns 0 or a negative errno; nothing may throw.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "protocol.hpp"
+
+namespace xenfs {
+
+// A list of byte ranges: guest pages mapped for this request, the inline payload, or a stream buffer. The
+// memory may be guest-writable and change under us: read it once, never validate-then-reuse.
+struct IoSpan {
+  const iovec* iov = nullptr;
+  int iovcnt = 0;
+  size_t len = 0;  // total bytes across iov (for output: the capacity the guest granted)
+};
+
+// One decoded request. name1/name2 point into dom0-private copies; in/out are the data payload and the
+// output buffer (empty when the op has none).
+struct Call {
+  const proto::Request& req;
+  std::string_view name1;
+  std::string_view name2;
+  IoSpan in;
+  IoSpan out;
+};
+
+// Per-guest limits a backend enforces (the engine enforces ring, grant and byte limits).
+struct BackendLimits {
+  uint32_t max_nodes = 65536;    // nodes the guest holds lookups on (each pins an O_PATH fd)
+  uint32_t max_handles = 4096;   // open files and directories
+  uint32_t max_xattr_size = 65536;
+};
+
+class FileBackend {
+ public:
+  virtual ~FileBackend() = default;
+
+  virtual int lookup(const Call& c, proto::Response& r) = 0;
+  virtual int walk(const Call& c, proto::Response& r) = 0;
+  virtual int forget(const Call& c, proto::Response& r) = 0;
+  virtual int getattr(const Call& c, proto::Response& r) = 0;
+  virtual int setattr(const Call& c, proto::Response& r) = 0;
+  virtual int readlink(const Call& c, proto::Response& r) = 0;
+  virtual int open(const Call& c, proto::Response& r) = 0;
+  virtual int create(const Call& c, proto::Response& r) = 0;
+  virtual int read(const Call& c, proto::Response& r) = 0;
+  virtual int write(const Call& c, proto::Response& r) = 0;
+  virtual int flush(const Call& c, proto::Response& r) = 0;
+  virtual int fsync(const Call& c, proto::Response& r) = 0;
+  virtual int release(const Call& c, proto::Response& r) = 0;
+  virtual int opendir(const Call& c, proto::Response& r) = 0;
+  virtual int readdir(const Call& c, proto::Response& r) = 0;
+  virtual int mkdir(const Call& c, proto::Response& r) = 0;
+  virtual int unlink(const Call& c, proto::Response& r) = 0;
+  virtual int rmdir(const Call& c, proto::Response& r) = 0;
+  virtual int rename(const Call& c, proto::Response& r) = 0;
+  virtual int symlink(const Call& c, proto::Response& r) = 0;
+  virtual int link(const Call& c, proto::Response& r) = 0;
+  virtual int statfs(const Call& c, proto::Response& r) = 0;
+  virtual int getxattr(const Call& c, proto::Response& r) = 0;
+  virtual int setxattr(const Call& c, proto::Response& r) = 0;
+  virtual int listxattr(const Call& c, proto::Response& r) = 0;
+  virtual int removexattr(const Call& c, proto::Response& r) = 0;
+  virtual int fallocate(const Call& c, proto::Response& r) = 0;
+  virtual int access(const Call& c, proto::Response& r) = 0;
+  virtual int mknod(const Call& c, proto::Response& r) = 0;
+
+  // Called once when the guest goes away: close every node and handle it held.
+  virtual void release_all() = 0;
+  // Open handles and nodes, for status and tests.
+  virtual uint32_t handle_count() const = 0;
+  virtual uint32_t node_count() const = 0;
+};
+
+}  // namespace xenfs

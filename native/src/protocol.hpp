@@ -1,0 +1,131 @@
+// XenFS wire protocol v1: slot layouts and constants. The contract is docs/protocol.md;
+// core/protocol/layout.ts is the TypeScript side of the same table. Change all three together.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace xenfs::proto {
+
+constexpr uint32_t kVersion = 1;
+constexpr size_t kSlotSize = 512;
+constexpr size_t kRingHeaderSize = 64;
+constexpr size_t kPageSize = 4096;
+constexpr uint32_t kMaxSegs = 32;
+constexpr size_t kInlineOffset = 192;
+constexpr size_t kInlineCapacity = kSlotSize - kInlineOffset;  // 320
+constexpr size_t kMaxData = kMaxSegs * kPageSize;               // 128 KiB
+constexpr size_t kMaxName = 255;
+constexpr size_t kMaxPath = 4096;
+constexpr size_t kSetattrPayload = 48;
+
+constexpr uint16_t kFlagPayloadExt = 1;
+
+enum Op : uint8_t {
+  kLookup = 1, kForget = 2, kGetattr = 3, kSetattr = 4, kReadlink = 5, kOpen = 6, kCreate = 7,
+  kRead = 8, kWrite = 9, kFlush = 10, kFsync = 11, kRelease = 12, kOpendir = 13, kReaddir = 14,
+  kMkdir = 16, kUnlink = 17, kRmdir = 18, kRename = 19, kSymlink = 20, kLink = 21, kStatfs = 22,
+  kGetxattr = 23, kSetxattr = 24, kListxattr = 25, kRemovexattr = 26, kFallocate = 27, kAccess = 28,
+  kMknod = 29, kWalk = 30,
+  kOpCount = 31,
+};
+
+enum Feature : uint32_t {
+  kFeatXattr = 1, kFeatRenameFlags = 2, kFeatFallocate = 4, kFeatMknod = 8,
+};
+constexpr uint32_t kAllFeatures = kFeatXattr | kFeatRenameFlags | kFeatFallocate | kFeatMknod;
+
+// setattr valid mask (arg32a)
+enum SetattrValid : uint32_t {
+  kSetMode = 1, kSetUid = 2, kSetGid = 4, kSetSize = 8, kSetAtime = 16, kSetMtime = 32,
+  kSetAtimeNow = 64, kSetMtimeNow = 128,
+};
+
+constexpr uint32_t kReaddirEof = 1;
+
+#pragma pack(push, 1)
+struct Request {
+  uint64_t id;
+  uint8_t op;
+  uint8_t nsegs;
+  uint16_t flags;
+  uint32_t payload_len;
+  uint64_t node;
+  uint64_t fh;
+  uint64_t offset;
+  uint64_t arg64;
+  uint32_t len;
+  uint32_t arg32a;
+  uint32_t arg32b;
+  uint16_t name1_len;
+  uint16_t name2_len;
+  uint32_t segs[kMaxSegs];
+  uint8_t inline_data[kInlineCapacity];
+};
+
+struct Attr {
+  uint64_t ino, size, blocks;
+  int64_t atime_s, mtime_s, ctime_s;
+  uint32_t atime_ns, mtime_ns, ctime_ns;
+  uint32_t mode, nlink, uid, gid, rdev, blksize, pad;
+};
+
+struct Statfs {
+  uint64_t blocks, bfree, bavail, files, ffree;
+  uint32_t bsize, namelen, frsize;
+};
+
+struct Response {
+  uint64_t id;
+  int32_t status;
+  uint32_t len;
+  uint32_t flags;
+  uint32_t pad;
+  uint64_t fh;
+  uint64_t node;
+  uint64_t generation;
+  union {
+    Attr attr;
+    Statfs statfs;
+  };
+  uint8_t rest[kSlotSize - 48 - sizeof(Attr)];
+};
+
+struct SetattrPayload {
+  uint32_t mode, uid, gid, pad;
+  int64_t atime_s;
+  uint32_t atime_ns, mtime_ns;
+  int64_t mtime_s;
+  uint64_t size;
+};
+
+struct DirentHeader {
+  uint64_t ino;
+  uint64_t next;
+  uint16_t namelen;
+  uint8_t type;
+  uint8_t pad0;
+  uint32_t pad1;
+};
+
+struct RingHeader {
+  uint32_t req_prod;
+  uint32_t req_event;
+  uint32_t rsp_prod;
+  uint32_t rsp_event;
+  uint8_t pad[48];
+};
+#pragma pack(pop)
+
+static_assert(sizeof(Request) == kSlotSize, "request slot is 512 bytes");
+static_assert(sizeof(Response) == kSlotSize, "response slot is 512 bytes");
+static_assert(offsetof(Request, segs) == 64, "segs at 64");
+static_assert(offsetof(Request, inline_data) == kInlineOffset, "inline at 192");
+static_assert(offsetof(Response, attr) == 48, "attr at 48");
+static_assert(sizeof(Attr) == 88, "attr is 88 bytes");
+static_assert(sizeof(Statfs) == 52, "statfs is 52 bytes");
+static_assert(sizeof(SetattrPayload) == kSetattrPayload, "setattr payload is 48 bytes");
+static_assert(sizeof(DirentHeader) == 24, "dirent header is 24 bytes");
+static_assert(sizeof(RingHeader) == kRingHeaderSize, "ring header is 64 bytes");
+
+}  // namespace xenfs::proto
