@@ -1,0 +1,241 @@
+// The guest's side of one shared-ring connection: its memory laid out as grant table, ring and per-request data
+// buffers, the event channel, and the request loop. Bytes in, bytes out: it knows slots, grants and
+// notifications, not what the requests mean (beyond where the segment fields sit).
+import { DomainMemory, PAGE_SIZE } from '../xen/memory.ts';
+import { GrantTable } from '../xen/grant-table.ts';
+import { EventChannel, type EventChannelFds } from '../xen/event-channel.ts';
+import { FrontRing } from '../xen/shared-ring.ts';
+
+export const SLOT_SIZE = 512;
+const SEGS_OFFSET = 64;
+const NSEGS_OFFSET = 9;
+const MAX_SEGS = 32;
+const DOM0 = 0;
+
+export interface GuestRingOptions {
+  /** Ring entries: a power of two, 8..256. Also the most requests in flight. */
+  slots?: number;
+  /** Microseconds to spin for responses after publishing, before sleeping on the event channel (0: never). */
+  pollMicros?: number;
+  name?: string;
+}
+
+/** What dom0 needs to map this ring: sent in the hello message, with `memFd` and the remote event channel fds. */
+export interface GuestRingSetup {
+  memPages: number;
+  grantTable: { offset: number; entries: number };
+  ringRefs: number[];
+  ringSlots: number;
+}
+
+export interface RingReply {
+  slot: Buffer;
+  /** Output bytes the response says were written (`len` at offset 12), copied out of the granted pages. */
+  data: Buffer | null;
+}
+
+interface Pending {
+  tag: number;
+  nrefs: number;
+  outLen: number;
+  resolve: (r: RingReply) => void;
+  reject: (e: Error) => void;
+}
+
+interface Queued {
+  slot: Buffer;
+  payload: Buffer | null;
+  outLen: number;
+  resolve: (r: RingReply) => void;
+  reject: (e: Error) => void;
+}
+
+const pagesFor = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
+
+/**
+ * Layout (pages): [grant table][ring][data: slots × 32 pages]. Each in-flight request owns one tag, and a tag
+ * owns 32 contiguous data frames and the 32 grant references that name them, so a request's buffer is one
+ * contiguous run that dom0 maps with a single mmap.
+ */
+export class GuestRing {
+  readonly memory: DomainMemory;
+  readonly setup: GuestRingSetup;
+  readonly #grants: GrantTable;
+  readonly #ring: FrontRing;
+  readonly #evtchn: EventChannel;
+  readonly #remoteFds: EventChannelFds;
+  readonly #dataFrame0: number;
+  readonly #dataRef0: number;
+  readonly #freeTags: number[] = [];
+  readonly #pending = new Map<bigint, Pending>();
+  readonly #queue: Queued[] = [];
+  readonly #pollMicros: number;
+  #nextId = 1n;
+  #flushScheduled = false;
+  #closed: Error | null = null;
+  /** Tags whose grants dom0 still held when we tried to revoke them; retried before reuse. */
+  readonly #stuckTags: number[] = [];
+
+  constructor(opts: GuestRingOptions = {}) {
+    const slots = opts.slots ?? 64;
+    this.#pollMicros = opts.pollMicros ?? 50;
+    const ringPages = pagesFor(FrontRing.bytes(slots, SLOT_SIZE));
+    const dataPages = slots * MAX_SEGS;
+    const entries = ringPages + dataPages;
+    const tablePages = pagesFor(entries * 8);
+    const memPages = tablePages + ringPages + dataPages;
+    this.memory = new DomainMemory(memPages, opts.name ?? 'xenfs-guest');
+    this.#grants = new GrantTable(this.memory, 0, entries);
+    const ringOffset = tablePages * PAGE_SIZE;
+    this.#ring = new FrontRing(this.memory, ringOffset, slots);
+    // The ring's own pages are granted like any other: refs 0..ringPages-1.
+    const ringRefs: number[] = [];
+    for (let i = 0; i < ringPages; i++) {
+      this.#grants.grant(i, DOM0, tablePages + i, false);
+      ringRefs.push(i);
+    }
+    this.#dataFrame0 = tablePages + ringPages;
+    this.#dataRef0 = ringPages;
+    for (let t = slots - 1; t >= 0; t--) this.#freeTags.push(t);
+    const pair = EventChannel.allocatePair();
+    this.#evtchn = new EventChannel(pair.local);
+    this.#remoteFds = pair.remote;
+    this.#evtchn.bind(() => this.#drain());
+    this.setup = { memPages, grantTable: { offset: 0, entries }, ringRefs, ringSlots: slots };
+  }
+
+  /** Descriptors for dom0: [memory, guest→dom0 eventfd, dom0→guest eventfd]. Ours; close after sending. */
+  get remoteFds(): number[] {
+    return [this.memory.fd, this.#remoteFds.rx, this.#remoteFds.tx];
+  }
+
+  /** Closes our copies of dom0's event channel descriptors once they have been sent. */
+  closeRemoteFds(close: (fd: number) => void): void {
+    close(this.#remoteFds.rx);
+    close(this.#remoteFds.tx);
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends one request slot. `payload` (when set) goes in read-only granted pages; `outLen` bytes of writable
+   * pages are granted for the output. Resolves with the response slot and the output bytes.
+   */
+  call(slot: Buffer, payload: Buffer | null, outLen: number): Promise<RingReply> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (slot.length !== SLOT_SIZE) return Promise.reject(new RangeError('a request slot is 512 bytes'));
+    const bytes = payload ? payload.length : outLen;
+    if (bytes > MAX_SEGS * PAGE_SIZE) return Promise.reject(new RangeError('at most 128 KiB per request'));
+    return new Promise<RingReply>((resolve, reject) => {
+      this.#queue.push({ slot, payload, outLen, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Fails every outstanding and queued call with `reason` and stops. The memory stays mapped until collected. */
+  close(reason: Error): void {
+    if (this.#closed) return;
+    this.#closed = reason;
+    this.#evtchn.close();
+    for (const p of this.#pending.values()) p.reject(reason);
+    this.#pending.clear();
+    for (const q of this.#queue.splice(0)) q.reject(reason);
+    this.memory.close();
+  }
+
+  #pump(): void {
+    this.#retryStuck();
+    while (this.#queue.length > 0 && this.#freeTags.length > 0 && this.#ring.free > 0) {
+      const q = this.#queue.shift() as Queued;
+      const tag = this.#freeTags.pop() as number;
+      const id = this.#nextId++;
+      const nrefs = this.#grantBuffer(tag, q);
+      q.slot.writeBigUInt64LE(id, 0);
+      this.#ring.push(q.slot);
+      this.#pending.set(id, { tag, nrefs, outLen: q.outLen, resolve: q.resolve, reject: q.reject });
+    }
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // Every request issued in this turn of the event loop goes out under one publish and one notification.
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #grantBuffer(tag: number, q: Queued): number {
+    const bytes = q.payload ? q.payload.length : q.outLen;
+    const n = pagesFor(bytes);
+    q.slot[NSEGS_OFFSET] = n;
+    if (n === 0) return 0;
+    const frame0 = this.#dataFrame0 + tag * MAX_SEGS;
+    const ref0 = this.#dataRef0 + tag * MAX_SEGS;
+    if (q.payload) q.payload.copy(this.memory.bytes, frame0 * PAGE_SIZE);
+    const refs = new Uint32Array(n);
+    const frames = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      refs[i] = ref0 + i;
+      frames[i] = frame0 + i;
+      q.slot.writeUInt32LE(ref0 + i, SEGS_OFFSET + 4 * i);
+    }
+    this.#grants.grantMany(refs, frames, DOM0, q.payload !== null);
+    return n;
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#closed) return;
+    if (this.#ring.publish()) this.#evtchn.notify();
+    // A short spin catches a fast reply without the cost of a wake-up through the event channel.
+    if (this.#pollMicros > 0 && this.#ring.outstanding > 0 && this.#ring.poll(this.#pollMicros)) this.#drain();
+  }
+
+  /** Takes every response, re-arms the event, and checks once more before going back to sleep. */
+  #drain(): void {
+    for (;;) {
+      if (this.#closed) return;
+      const batch = this.#ring.take();
+      if (batch) {
+        for (let off = 0; off < batch.length; off += SLOT_SIZE) this.#complete(batch.subarray(off, off + SLOT_SIZE));
+        continue;
+      }
+      if (!this.#ring.finalCheck()) break;
+    }
+    if (this.#queue.length > 0) this.#pump();
+  }
+
+  #complete(slot: Buffer): void {
+    const id = slot.readBigUInt64LE(0);
+    const p = this.#pending.get(id);
+    if (!p) return; // dom0 is trusted, but a stray id must not take down the guest either
+    this.#pending.delete(id);
+    let data: Buffer | null = null;
+    const status = slot.readInt32LE(8);
+    const len = slot.readUInt32LE(12);
+    if (p.outLen > 0 && status === 0) {
+      const start = (this.#dataFrame0 + p.tag * MAX_SEGS) * PAGE_SIZE;
+      data = Buffer.from(this.memory.bytes.subarray(start, start + Math.min(len, p.outLen)));
+    }
+    this.#releaseTag(p.tag, p.nrefs);
+    p.resolve({ slot: Buffer.from(slot), data });
+  }
+
+  #releaseTag(tag: number, nrefs: number): void {
+    if (nrefs > 0) {
+      const refs = new Uint32Array(nrefs);
+      for (let i = 0; i < nrefs; i++) refs[i] = this.#dataRef0 + tag * MAX_SEGS + i;
+      // A page still mapped by dom0 must not be reused for another request's data.
+      if (this.#grants.endMany(refs) > 0) {
+        this.#stuckTags.push(tag * 64 + nrefs);
+        return;
+      }
+    }
+    this.#freeTags.push(tag);
+  }
+
+  #retryStuck(): void {
+    if (this.#stuckTags.length === 0) return;
+    const stuck = this.#stuckTags.splice(0);
+    for (const packed of stuck) this.#releaseTag(Math.floor(packed / 64), packed % 64);
+  }
+}

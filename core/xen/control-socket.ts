@@ -1,0 +1,131 @@
+// The control channel (xenstore's role): JSON messages over a UNIX SOCK_SEQPACKET socket with descriptors riding
+// along as SCM_RIGHTS, plus the listeners for the stream transports. Every descriptor is non-blocking and
+// close-on-exec; whoever receives descriptors owns them and must close them.
+import { EventEmitter } from 'node:events';
+import { native, type AcceptedConnection, type NativeFdWatcher } from './native.ts';
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface ControlMessage {
+  body: unknown;
+  fds: number[];
+}
+
+interface ConnectionEvents {
+  message: [ControlMessage];
+  close: [];
+  error: [Error];
+}
+
+/** One end of a control connection. Emits 'message', 'error' (malformed message) and 'close' (once). */
+export class ControlConnection extends EventEmitter<ConnectionEvents> {
+  #fd: number;
+  #watcher: NativeFdWatcher | null;
+  readonly peer: PeerCredentials;
+
+  constructor(fd: number, peer: PeerCredentials = { pid: -1, uid: -1, gid: -1 }) {
+    super();
+    this.#fd = fd;
+    this.peer = peer;
+    this.#watcher = new native.FdWatcher(fd, () => this.#drain());
+  }
+
+  static connect(path: string): ControlConnection {
+    return new ControlConnection(native.connectSeqpacket(path));
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  send(body: unknown, fds: number[] = []): void {
+    if (this.#fd < 0) throw new Error('control connection is closed');
+    native.sendMessage(this.#fd, Buffer.from(JSON.stringify(body)), fds);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    this.#watcher?.stop();
+    this.#watcher = null;
+    native.closeFd(this.#fd);
+    this.#fd = -1;
+    this.emit('close');
+  }
+
+  #drain(): void {
+    while (this.#fd >= 0) {
+      let msg;
+      try {
+        msg = native.recvMessage(this.#fd);
+      } catch {
+        return this.close();
+      }
+      if (msg === null) return;
+      if (msg.eof) return this.close();
+      if (msg.truncated) {
+        this.emit('error', new Error('control message too large or with too many descriptors'));
+        continue;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(msg.data.toString('utf8'));
+      } catch {
+        for (const fd of msg.fds) native.closeFd(fd);
+        this.emit('error', new Error('control message is not JSON'));
+        continue;
+      }
+      this.emit('message', { body, fds: msg.fds });
+    }
+  }
+}
+
+type Accepted = (conn: AcceptedConnection) => void;
+
+/** A listening socket (control seqpacket, UNIX stream or TCP) calling back with each accepted descriptor. */
+export class Listener {
+  #fd: number;
+  #watcher: NativeFdWatcher | null;
+  readonly port: number;
+
+  private constructor(fd: number, port: number, onAccept: Accepted) {
+    this.#fd = fd;
+    this.port = port;
+    this.#watcher = new native.FdWatcher(fd, () => {
+      for (;;) {
+        if (this.#fd < 0) return;
+        const conn = native.accept(this.#fd);
+        if (!conn) return;
+        onAccept(conn);
+      }
+    });
+  }
+
+  static control(path: string, onAccept: Accepted): Listener {
+    return new Listener(native.listenSeqpacket(path), 0, onAccept);
+  }
+
+  static unixStream(path: string, onAccept: Accepted): Listener {
+    return new Listener(native.listenStream(path), 0, onAccept);
+  }
+
+  static tcp(host: string, port: number, onAccept: Accepted): Listener {
+    const l = native.listenTcp(host, port);
+    return new Listener(l.fd, l.port, onAccept);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    this.#watcher?.stop();
+    this.#watcher = null;
+    native.closeFd(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+export function closeFd(fd: number): void {
+  native.closeFd(fd);
+}

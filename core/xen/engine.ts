@@ -1,0 +1,67 @@
+// dom0's per-guest request engine: a native thread that serves one guest's ring or stream without a hop into
+// JavaScript per request (see native/src/session.hpp).
+import { native, type NativeEngine, type NativeEngineStats } from './native.ts';
+
+export interface EngineExport {
+  path: string;
+  readOnly: boolean;
+}
+
+export interface EngineLimits {
+  maxNodes?: number;
+  maxHandles?: number;
+  maxXattrSize?: number;
+  maxMappedGrants?: number;
+  maxBytesInFlight?: number;
+  spinMicros?: number;
+}
+
+interface EngineCommon {
+  exports: EngineExport[];
+  features: number;
+  limits: EngineLimits;
+}
+
+export interface RingEngineOptions extends EngineCommon {
+  transport: 'ring';
+  memFd: number;
+  memPages: number;
+  grantTable: { offset: number; entries: number };
+  ringRefs: number[];
+  ringSlots: number;
+  /** guest → dom0 notifications */
+  evtRxFd: number;
+  /** dom0 → guest notifications */
+  evtTxFd: number;
+}
+
+export interface StreamEngineOptions extends EngineCommon {
+  transport: 'stream';
+  fd: number;
+}
+
+export type EngineOptions = RingEngineOptions | StreamEngineOptions;
+export type EngineStats = NativeEngineStats;
+
+/** Starts serving at construction. Descriptors in the options are dup()ed; the caller still closes its own. */
+export class Engine {
+  #engine: NativeEngine | null;
+
+  constructor(options: EngineOptions, onEnd: (violation: boolean, reason: string) => void) {
+    this.#engine = new native.Engine(options, onEnd);
+  }
+
+  static configureWorkers(threads: number): void {
+    native.configureWorkers(threads);
+  }
+
+  /** Stops serving, waits for in-flight work and closes everything the guest held open. Idempotent. */
+  stop(): void {
+    this.#engine?.stop();
+    this.#engine = null;
+  }
+
+  stats(): EngineStats | null {
+    return this.#engine?.stats() ?? null;
+  }
+}

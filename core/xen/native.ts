@@ -1,0 +1,113 @@
+// The only module that loads the addon. It declares the addon's shape; everything else in core reaches native
+// code through the typed classes of core/xen, never through this object.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export interface NativeGuestMemory {
+  readonly fd: number;
+  readonly pages: number;
+  readonly buffer: ArrayBuffer;
+  close(): void;
+}
+
+export interface NativeGrantTable {
+  grant(ref: number, domid: number, frame: number, readOnly: boolean): void;
+  grantMany(refs: Uint32Array, frames: Uint32Array, domid: number, readOnly: boolean): void;
+  endAccess(ref: number): boolean;
+  endMany(refs: Uint32Array): number;
+}
+
+export interface NativeGrantMapping {
+  readonly id: number;
+  read(): Buffer | null;
+  write(offset: number, data: Buffer): void;
+}
+
+export interface NativeGrantMap {
+  map(refs: number[] | Uint32Array, writable: boolean): NativeGrantMapping;
+  unmap(id: number): void;
+  readonly mapped: number;
+}
+
+export interface NativeEventChannel {
+  bind(cb: (count: number) => void): void;
+  notify(): void;
+  mask(): void;
+  unmask(): void;
+  pending(): number;
+  close(): void;
+}
+
+export interface NativeFrontRing {
+  push(slot: Buffer): boolean;
+  publish(): boolean;
+  take(): Buffer | null;
+  finalCheck(): boolean;
+  poll(micros: number): boolean;
+  readonly free: number;
+  readonly outstanding: number;
+}
+
+export interface NativeFdWatcher {
+  stop(): void;
+}
+
+export interface NativeEngineStats {
+  requests: number;
+  errors: number;
+  wakeups: number;
+  notifies: number;
+  inFlight: number;
+  bytesInFlight: number;
+  handles: number;
+  nodes: number;
+  mappedGrants: number;
+}
+
+export interface NativeEngine {
+  stop(): void;
+  stats(): NativeEngineStats | null;
+}
+
+export interface AcceptedConnection {
+  fd: number;
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export type ReceivedMessage =
+  | { data: Buffer; fds: number[]; truncated?: boolean; eof?: undefined }
+  | { eof: true };
+
+export interface NativeAddon {
+  GuestMemory: new (pages: number, name?: string) => NativeGuestMemory;
+  GrantTable: new (memory: NativeGuestMemory, offset: number, entries: number) => NativeGrantTable;
+  GrantMap: new (
+    memFd: number,
+    memPages: number,
+    tableOffset: number,
+    entries: number,
+    opts?: { domid?: number; maxMapped?: number },
+  ) => NativeGrantMap;
+  EventChannel: new (rxFd: number, txFd: number) => NativeEventChannel;
+  FrontRing: new (memory: NativeGuestMemory, offset: number, slots: number) => NativeFrontRing;
+  FdWatcher: new (fd: number, cb: (events: number) => void) => NativeFdWatcher;
+  Engine: new (options: object, onEnd: (violation: boolean, reason: string) => void) => NativeEngine;
+  configureWorkers(n: number): void;
+  listenSeqpacket(path: string): number;
+  listenStream(path: string): number;
+  listenTcp(host: string, port: number): { fd: number; port: number };
+  connectSeqpacket(path: string): number;
+  accept(fd: number): AcceptedConnection | null;
+  sendMessage(fd: number, data: Buffer, fds?: number[]): void;
+  recvMessage(fd: number): ReceivedMessage | null;
+  closeFd(fd: number): void;
+  createEventFd(): number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+export const native = require(path.join(here, '..', '..', 'build', 'Release', 'xenfs_native.node')) as NativeAddon;

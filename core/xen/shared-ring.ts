@@ -1,0 +1,53 @@
+// The guest's end of an io/ring.h shared ring living in its own memory.
+import { native, type NativeFrontRing } from './native.ts';
+import type { DomainMemory } from './memory.ts';
+
+export const RING_HEADER_SIZE = 64;
+
+export class FrontRing {
+  readonly #ring: NativeFrontRing;
+  readonly slots: number;
+
+  constructor(memory: DomainMemory, offset: number, slots: number) {
+    this.#ring = new native.FrontRing(memory.handle, offset, slots);
+    this.slots = slots;
+  }
+
+  /** Bytes a ring of `slots` entries occupies. */
+  static bytes(slots: number, slotSize: number): number {
+    return RING_HEADER_SIZE + slots * slotSize;
+  }
+
+  /** Copies one request slot in; false when the ring is full. Not visible to dom0 until publish(). */
+  push(slot: Buffer): boolean {
+    return this.#ring.push(slot);
+  }
+
+  /** Publishes pushed requests; true when dom0 asked to be notified of them. */
+  publish(): boolean {
+    return this.#ring.publish();
+  }
+
+  /** Copies out every unconsumed response, or null. */
+  take(): Buffer | null {
+    return this.#ring.take();
+  }
+
+  /** Re-arms the response event; true if responses arrived meanwhile (take them instead of sleeping). */
+  finalCheck(): boolean {
+    return this.#ring.finalCheck();
+  }
+
+  /** Spins up to `micros` for a response; true when one is there. */
+  poll(micros: number): boolean {
+    return this.#ring.poll(micros);
+  }
+
+  get free(): number {
+    return this.#ring.free;
+  }
+
+  get outstanding(): number {
+    return this.#ring.outstanding;
+  }
+}

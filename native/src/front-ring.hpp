@@ -1,0 +1,35 @@
+// FrontRing: the guest's end of a shared ring, over a region of its own GuestMemory.
+// `new FrontRing(memory, offsetBytes, slots)` initialises the shared header; `push(slot)` copies one 512-byte
+// request into the next free slot (false when full); `publish()` makes pushed requests visible and says whether
+// dom0 asked to be notified; `take()` copies out every unconsumed response (a Buffer of n*512 bytes, or null);
+// `finalCheck()` re-arms rsp_event and says whether responses slipped in; `poll(us)` spins up to `us`
+// microseconds for a response before the caller goes to sleep on the event channel.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "shared-ring.hpp"
+
+namespace xenfs {
+
+class FrontRing : public Napi::ObjectWrap<FrontRing> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit FrontRing(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value Push(const Napi::CallbackInfo& info);
+  Napi::Value Publish(const Napi::CallbackInfo& info);
+  Napi::Value Take(const Napi::CallbackInfo& info);
+  Napi::Value FinalCheck(const Napi::CallbackInfo& info);
+  Napi::Value Poll(const Napi::CallbackInfo& info);
+  Napi::Value Free(const Napi::CallbackInfo& info);
+  Napi::Value Outstanding(const Napi::CallbackInfo& info);
+
+  std::unique_ptr<FrontRingCore> core_;
+  Napi::ObjectReference memory_;
+};
+
+}  // namespace xenfs

@@ -1,0 +1,49 @@
+// The transport-independent half of serving a request: the opcode table, the header checks, copying and
+// validating strings, and the call into the FileBackend. Transports (ring-server, stream-server) only find the
+// payload and output bytes and deliver the response.
+#pragma once
+
+#include <string_view>
+
+#include "file-backend.hpp"
+#include "protocol.hpp"
+
+namespace xenfs {
+
+enum class NameKind : uint8_t { kNone, kName, kPath, kTarget };
+enum class DataDir : uint8_t { kNone, kIn, kOut };
+
+struct OpSpec {
+  const char* name;
+  int (FileBackend::*fn)(const Call&, proto::Response&);
+  NameKind name1;
+  NameKind name2;
+  DataDir data;
+  bool blocking;         // may wait on the disk: served on the worker pool, not the ring thread
+  uint32_t feature;      // 0, or the feature bit that must have been negotiated
+  uint32_t exact_data;   // 0, or the exact number of data bytes the op carries (setattr)
+};
+
+// nullptr for an opcode the protocol does not define.
+const OpSpec* op_spec(uint8_t op);
+
+// The most payload any request may carry: two paths and a full data buffer.
+constexpr size_t kMaxPayload = 2 * proto::kMaxPath + proto::kMaxData;
+
+// Checks the header fields that do not depend on the transport. 0 or -errno.
+int check_header(const proto::Request& req, const OpSpec* spec, uint32_t features);
+
+// Validation of guest-supplied strings (already copied into dom0 memory). 0 or -errno.
+int check_name(std::string_view s);    // one component: 1..255 bytes, no NUL, no '/', not "." or ".."
+int check_path(std::string_view s);    // relative path: 1..4096 bytes, no NUL, no leading '/', components <= 255
+int check_target(std::string_view s);  // symlink text: 1..4095 bytes, no NUL
+
+// Runs a request whose header passed check_header. `payload` holds name1, name2 and the data, in that order;
+// `out` is the space for output data. Fills rsp.status and whatever the op replies.
+void execute(FileBackend& backend, const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out,
+             proto::Response& rsp);
+
+// Copies up to `n` bytes from an IoSpan starting at `skip`; returns the bytes copied.
+size_t copy_from_span(const IoSpan& span, size_t skip, void* dst, size_t n);
+
+}  // namespace xenfs

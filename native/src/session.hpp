@@ -1,0 +1,135 @@
+// A guest's connection to the dom0 server: a thread that takes requests off its transport (a shared ring in the
+// guest's memory, or a byte stream), runs fast ones itself and hands the ones that may block to the worker pool,
+// and sends back the responses. One per guest; a failure in one never touches another.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "file-backend.hpp"
+#include "grant-table.hpp"
+#include "protocol.hpp"
+#include "request-engine.hpp"
+#include "shared-ring.hpp"
+
+namespace xenfs {
+
+struct SessionLimits {
+  uint64_t max_bytes_in_flight = 16u << 20;  // data handed to the pool and not yet answered
+  uint32_t max_mapped_grants = 2048;
+  uint32_t spin_us = 20;  // how long the ring thread polls for more requests before sleeping
+};
+
+struct SessionStats {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> wakeups{0};
+  std::atomic<uint64_t> notifies{0};
+  std::atomic<uint32_t> in_flight{0};
+  std::atomic<uint64_t> bytes_in_flight{0};
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // Called once from the session's thread when it ends on its own: `violation` false for a peer that went away.
+  using ViolationFn = std::function<void(bool violation, const std::string& reason)>;
+  Session(std::unique_ptr<FileBackend> backend, uint32_t features, SessionLimits limits);
+  virtual ~Session();
+
+  void start(ViolationFn on_violation);
+  // Stops the thread, waits for the guest's pool work to finish, then closes every handle and node it held.
+  // Idempotent. Must not be called from the session's own thread.
+  void stop();
+
+  const SessionStats& stats() const { return stats_; }
+  FileBackend& backend() { return *backend_; }
+  virtual uint32_t mapped_grants() const { return 0; }
+
+ protected:
+  virtual void run() = 0;
+  // `ext` is the out-of-slot payload a stream carried (empty for rings, whose payload sits in granted pages).
+  virtual void process(const proto::Request& req, const OpSpec& spec, const std::vector<uint8_t>& ext) = 0;
+  virtual void respond(const proto::Response& rsp, const uint8_t* data, size_t len) = 0;
+  virtual void wake() = 0;  // makes run() notice stopping_
+
+  // Checks the header and runs the request here or on the pool.
+  void dispatch(const proto::Request& req, std::vector<uint8_t> ext = {});
+  void answer_error(const proto::Request& req, int status);
+  void violation(const std::string& reason);
+  void ended(const std::string& reason);
+  void finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data);
+
+  std::unique_ptr<FileBackend> backend_;
+  uint32_t features_;
+  SessionLimits limits_;
+  SessionStats stats_;
+  std::atomic<bool> stopping_{false};
+
+ private:
+  std::thread thread_;
+  ViolationFn on_violation_;
+  std::mutex flight_mu_;
+  std::condition_variable flight_cv_;
+  uint32_t pool_tasks_ = 0;
+  bool stopped_ = false;
+};
+
+struct RingSetup {
+  int mem_fd = -1;
+  uint32_t mem_pages = 0;
+  size_t grant_table_offset = 0;
+  uint32_t grant_entries = 0;
+  std::vector<uint32_t> ring_refs;
+  uint32_t ring_slots = 0;
+  int evt_rx = -1;  // guest → dom0 (dup'ed)
+  int evt_tx = -1;  // dom0 → guest (dup'ed)
+};
+
+class RingSession final : public Session {
+ public:
+  // Throws std::runtime_error with a reason fit for a log line when the guest's setup is unusable.
+  RingSession(std::unique_ptr<FileBackend> backend, uint32_t features, SessionLimits limits, const RingSetup& setup);
+  ~RingSession() override;
+  uint32_t mapped_grants() const override { return mapper_->mapped(); }
+
+ private:
+  void run() override;
+  void process(const proto::Request& req, const OpSpec& spec, const std::vector<uint8_t>& ext) override;
+  void respond(const proto::Response& rsp, const uint8_t* data, size_t len) override;
+  void wake() override;
+  bool spin_for_requests();
+  void sleep_for_requests();
+
+  std::unique_ptr<GrantMapper> mapper_;
+  GrantMapping ring_map_;
+  std::unique_ptr<BackRingCore> ring_;
+  uint32_t slots_;
+  int evt_rx_, evt_tx_, stop_fd_;
+  std::mutex rsp_mu_;
+};
+
+class StreamSession final : public Session {
+ public:
+  StreamSession(std::unique_ptr<FileBackend> backend, uint32_t features, SessionLimits limits, int fd);
+  ~StreamSession() override;
+
+ private:
+  void run() override;
+  void process(const proto::Request& req, const OpSpec& spec, const std::vector<uint8_t>& ext) override;
+  void respond(const proto::Response& rsp, const uint8_t* data, size_t len) override;
+  void wake() override;
+  bool read_more(std::vector<uint8_t>& buf, size_t& have);
+
+  int fd_, stop_fd_;
+  std::mutex write_mu_;
+};
+
+}  // namespace xenfs
