@@ -7,7 +7,7 @@ import {
   AttrOff, DIRENT_HEADER_SIZE, DirentOff, INLINE_CAPACITY, I64_MAX, I64_MIN, MAX_DATA, MAX_NAME, ReqOff, RspOff,
   SLOT_SIZE, StatfsOff, U32_MAX, U64_MAX, direntSize,
 } from './layout.ts';
-import { type WireString, validateName, validatePath, validateXattrName } from './names.ts';
+import { type WireString, validateName, validatePath, validateTarget } from './names.ts';
 import { Op, type OpCode, RequestFlag, opName } from './opcodes.ts';
 import type { Attr, DirentRecord, StatfsInfo, U64 } from './types.ts';
 
@@ -35,9 +35,10 @@ export interface EncodedRequest {
   outLen: number;
 }
 
-type StringKind = 'name' | 'path' | 'relpath' | 'xattr';
+type StringKind = 'name' | 'path' | 'target';
 
-// Which strings each operation carries and what rules they obey; an op missing here carries none.
+// Which strings each operation carries and what rules they obey; an op missing here carries none. The same
+// table as the server's (native/src/request-engine.cpp), so a string refused there is refused here first.
 const STRINGS: Partial<Record<OpCode, readonly StringKind[]>> = {
   [Op.LOOKUP]: ['name'],
   [Op.CREATE]: ['name'],
@@ -45,13 +46,13 @@ const STRINGS: Partial<Record<OpCode, readonly StringKind[]>> = {
   [Op.UNLINK]: ['name'],
   [Op.RMDIR]: ['name'],
   [Op.RENAME]: ['name', 'name'],
-  [Op.SYMLINK]: ['name', 'path'],
+  [Op.SYMLINK]: ['name', 'target'],
   [Op.LINK]: ['name'],
-  [Op.GETXATTR]: ['xattr'],
-  [Op.SETXATTR]: ['xattr'],
-  [Op.REMOVEXATTR]: ['xattr'],
+  [Op.GETXATTR]: ['name'],
+  [Op.SETXATTR]: ['name'],
+  [Op.REMOVEXATTR]: ['name'],
   [Op.MKNOD]: ['name'],
-  [Op.WALK]: ['relpath'],
+  [Op.WALK]: ['path'],
 };
 
 /** Operations whose response carries `len` bytes of output data. */
@@ -63,9 +64,8 @@ const DATA_OPS: ReadonlySet<number> = new Set([Op.WRITE, Op.SETXATTR, Op.SETATTR
 function checkString(value: WireString, kind: StringKind, op: string): Buffer {
   switch (kind) {
     case 'name': return validateName(value, op);
-    case 'path': return validatePath(value, op, false);
-    case 'relpath': return validatePath(value, op, true);
-    case 'xattr': return validateXattrName(value, op);
+    case 'path': return validatePath(value, op);
+    case 'target': return validateTarget(value, op);
   }
 }
 

@@ -20,8 +20,8 @@ function display(value: WireString): string {
 }
 
 /**
- * A directory entry name: 1..255 bytes, no NUL, no '/', not '.' or '..'.
- * Throws ErrnoError EINVAL or ENAMETOOLONG (op names the protocol operation, for the message).
+ * A directory entry name (and an xattr name: the server applies the same rule to both): 1..255 bytes, no NUL,
+ * no '/', not '.' or '..'. Throws ErrnoError EINVAL or ENAMETOOLONG (op names the operation, for the message).
  */
 export function validateName(name: WireString, op: string): Buffer {
   const bytes = toBytes(name);
@@ -36,19 +36,17 @@ export function validateName(name: WireString, op: string): Buffer {
 }
 
 /**
- * A path (WALK path, symlink target): 1..4096 bytes, no NUL, every component at most 255 bytes.
- * `relative` additionally refuses a leading '/' (WALK paths start at the node they are sent with).
+ * A WALK path: relative (no leading '/'), 1..4096 bytes, no NUL, every component at most 255 bytes.
+ * Throws ErrnoError EINVAL or ENAMETOOLONG.
  */
-export function validatePath(path: WireString, op: string, relative: boolean): Buffer {
+export function validatePath(path: WireString, op: string): Buffer {
   const bytes = toBytes(path);
-  const fail = (code: 'EINVAL' | 'ENAMETOOLONG' | 'ENOENT'): never => {
+  const fail = (code: 'EINVAL' | 'ENAMETOOLONG'): never => {
     throw new ErrnoError(errno(code), op, display(path));
   };
-  // An empty path names nothing, as open("") is ENOENT.
-  if (bytes.length === 0) fail('ENOENT');
+  if (bytes.length === 0 || bytes[0] === SLASH) fail('EINVAL');
   if (bytes.length > MAX_PATH) fail('ENAMETOOLONG');
   if (bytes.includes(0)) fail('EINVAL');
-  if (relative && bytes[0] === SLASH) fail('EINVAL');
   let start = 0;
   for (let i = 0; i <= bytes.length; i++) {
     if (i === bytes.length || bytes[i] === SLASH) {
@@ -59,11 +57,15 @@ export function validatePath(path: WireString, op: string, relative: boolean): B
   return bytes;
 }
 
-/** An extended attribute name: 1..255 bytes, no NUL. Linux answers ERANGE for bad lengths, so do we. */
-export function validateXattrName(name: WireString, op: string): Buffer {
-  const bytes = toBytes(name);
-  if (bytes.length === 0 || bytes.length > MAX_NAME) throw new ErrnoError(errno('ERANGE'), op, display(name));
-  if (bytes.includes(0)) throw new ErrnoError(errno('EINVAL'), op, display(name));
+/**
+ * A symlink target: 1..4095 bytes (PATH_MAX counts the NUL Linux stores after it), no NUL. It is text the
+ * server stores, not a path it resolves, so components are not checked. Empty is ENOENT, as symlink(2) says.
+ */
+export function validateTarget(target: WireString, op: string): Buffer {
+  const bytes = toBytes(target);
+  if (bytes.length === 0) throw new ErrnoError(errno('ENOENT'), op, display(target));
+  if (bytes.length >= MAX_PATH) throw new ErrnoError(errno('ENAMETOOLONG'), op, display(target));
+  if (bytes.includes(0)) throw new ErrnoError(errno('EINVAL'), op, display(target));
   return bytes;
 }
 

@@ -4,7 +4,7 @@ import { ErrnoError, LimitError, errno } from '../../../core/errors.ts';
 import { decodeRequest } from '../../../core/protocol/decode.ts';
 import { type RequestSpec, encodeRequest } from '../../../core/protocol/encode.ts';
 import { INLINE_CAPACITY, MAX_DATA, ReqOff, SLOT_SIZE } from '../../../core/protocol/layout.ts';
-import { validateName, validatePath, validateXattrName, splitPath } from '../../../core/protocol/names.ts';
+import { splitPath, validateName, validatePath, validateTarget } from '../../../core/protocol/names.ts';
 import { Op, OpenFlag, RenameFlag, RequestFlag, SetattrValid, XattrFlag } from '../../../core/protocol/opcodes.ts';
 import { decodeSetattr, encodeSetattr } from '../../../core/protocol/setattr.ts';
 
@@ -135,26 +135,32 @@ test('names are validated before sending', () => {
   assertErrno(() => encodeRequest({ op: Op.MKDIR, node: 1, name1: Buffer.from([0x61, 0]) }), 'EINVAL');
 });
 
-test('paths are validated before sending', () => {
+test('walk paths are validated before sending', () => {
   const component = 'c'.repeat(255);
   const maxPath = Array.from({ length: 17 }, () => component).join('/').slice(0, 4096);
   assert.equal(Buffer.byteLength(maxPath), 4096);
-  assert.equal(validatePath(maxPath, 'WALK', true).length, 4096);
-  assertErrno(() => validatePath(`${maxPath}x`, 'WALK', true), 'ENAMETOOLONG');
-  assertErrno(() => validatePath(`a/${'x'.repeat(256)}/b`, 'WALK', true), 'ENAMETOOLONG');
-  assertErrno(() => validatePath('a\0b', 'WALK', true), 'EINVAL');
-  assertErrno(() => validatePath('/abs', 'WALK', true), 'EINVAL');
-  assertErrno(() => validatePath('', 'WALK', true), 'ENOENT');
-  assert.equal(validatePath('/abs', 'SYMLINK', false).toString(), '/abs');
+  assert.equal(validatePath(maxPath, 'WALK').length, 4096);
+  assertErrno(() => validatePath(`${maxPath}x`, 'WALK'), 'ENAMETOOLONG');
+  assertErrno(() => validatePath(`a/${'x'.repeat(256)}/b`, 'WALK'), 'ENAMETOOLONG');
+  assertErrno(() => validatePath('a\0b', 'WALK'), 'EINVAL');
+  assertErrno(() => validatePath('/abs', 'WALK'), 'EINVAL');
+  assertErrno(() => validatePath('', 'WALK'), 'EINVAL');
   assertErrno(() => encodeRequest({ op: Op.WALK, node: 1, name1: '/etc/passwd' }), 'EINVAL');
+});
+
+test('symlink targets are text: 1..4095 bytes, no NUL, absolute allowed', () => {
+  assert.equal(validateTarget('/abs/../x', 'SYMLINK').toString(), '/abs/../x');
+  assert.equal(validateTarget('x'.repeat(300), 'SYMLINK').length, 300);
+  assert.equal(validateTarget('x'.repeat(4095), 'SYMLINK').length, 4095);
+  assertErrno(() => validateTarget('x'.repeat(4096), 'SYMLINK'), 'ENAMETOOLONG');
+  assertErrno(() => validateTarget('a\0', 'SYMLINK'), 'EINVAL');
   assertErrno(() => encodeRequest({ op: Op.SYMLINK, node: 1, name1: 'l', name2: '' }), 'ENOENT');
 });
 
-test('xattr names follow Linux: ERANGE for a bad length, slashes allowed', () => {
-  assert.equal(validateXattrName('user.a/b', 'GETXATTR').toString(), 'user.a/b');
-  assertErrno(() => validateXattrName('', 'GETXATTR'), 'ERANGE');
-  assertErrno(() => validateXattrName('u'.repeat(256), 'GETXATTR'), 'ERANGE');
-  assertErrno(() => validateXattrName('user.\0', 'GETXATTR'), 'EINVAL');
+test('xattr names follow the name rule, as the server checks them', () => {
+  assert.equal(encodeRequest({ op: Op.GETXATTR, node: 1, name1: 'user.a', len: 10 }).slot.readUInt16LE(ReqOff.NAME1_LEN), 6);
+  assertErrno(() => encodeRequest({ op: Op.GETXATTR, node: 1, name1: 'u'.repeat(256) }), 'ENAMETOOLONG');
+  assertErrno(() => encodeRequest({ op: Op.REMOVEXATTR, node: 1, name1: '' }), 'EINVAL');
 });
 
 test('splitPath drops empty and dot components and keeps ..', () => {
