@@ -3,7 +3,20 @@
     {
       "target_name": "xenfs_native",
       "sources": [
-        "native/src/addon.cpp"
+        "native/src/addon.cpp",
+        "native/src/control-socket.cpp",
+        "native/src/engine-binding.cpp",
+        "native/src/event-channel.cpp",
+        "native/src/export-backend.cpp",
+        "native/src/front-ring.cpp",
+        "native/src/grant-binding.cpp",
+        "native/src/grant-table.cpp",
+        "native/src/guest-memory.cpp",
+        "native/src/request-engine.cpp",
+        "native/src/session.cpp",
+        "native/src/shared-memory.cpp",
+        "native/src/shared-ring.cpp",
+        "native/src/worker-pool.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_ADDON_API_CPP_EXCEPTIONS"],

@@ -104,15 +104,9 @@ export class GuestRing {
     this.setup = { memPages, grantTable: { offset: 0, entries }, ringRefs, ringSlots: slots };
   }
 
-  /** Descriptors for dom0: [memory, guest→dom0 eventfd, dom0→guest eventfd]. Ours; close after sending. */
+  /** Descriptors for dom0: [memory, guest→dom0 eventfd, dom0→guest eventfd]. Still ours after sending. */
   get remoteFds(): number[] {
     return [this.memory.fd, this.#remoteFds.rx, this.#remoteFds.tx];
-  }
-
-  /** Closes our copies of dom0's event channel descriptors once they have been sent. */
-  closeRemoteFds(close: (fd: number) => void): void {
-    close(this.#remoteFds.rx);
-    close(this.#remoteFds.tx);
   }
 
   get inFlight(): number {

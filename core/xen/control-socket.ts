@@ -129,3 +129,17 @@ export class Listener {
 export function closeFd(fd: number): void {
   native.closeFd(fd);
 }
+
+/** Calls `onReadable` each time `fd` becomes readable, until stop(). Never closes the descriptor. */
+export class FdWatch {
+  #watcher: NativeFdWatcher | null;
+
+  constructor(fd: number, onReadable: () => void) {
+    this.#watcher = new native.FdWatcher(fd, onReadable);
+  }
+
+  stop(): void {
+    this.#watcher?.stop();
+    this.#watcher = null;
+  }
+}

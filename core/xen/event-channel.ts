@@ -18,8 +18,9 @@ export class EventChannel {
   }
 
   /**
-   * Allocates an unbound channel for a guest: `local` is ours, `remote` goes to dom0 (rx and tx swapped).
-   * The caller sends `remote` over the control channel and then closes those two descriptors.
+   * Allocates an unbound channel for a guest: two eventfds, one per direction. `local` is our view and `remote`
+   * dom0's (rx and tx swapped) — the same two descriptors, which are sent to dom0 as they are and stay open here:
+   * our channel owns them.
    */
   static allocatePair(): { local: EventChannelFds; remote: EventChannelFds } {
     const toDom0 = native.createEventFd();

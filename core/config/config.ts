@@ -1,0 +1,186 @@
+// The dom0 server's configuration: loaded from a JSON file, checked key by key, defaults filled in from
+// config/defaults.json. Every error names the file and the key (ConfigError).
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../errors.ts';
+import { MAX_DOMAIN_NAME } from '../protocol/control.ts';
+import defaults from '../../config/defaults.json' with { type: 'json' };
+
+export interface Limits {
+  /** Nodes (looked-up files) a guest may hold at once. */
+  maxNodes: number;
+  /** Open files and directories per guest. */
+  maxHandles: number;
+  /** Grant references dom0 maps for one guest at once. */
+  maxMappedGrants: number;
+  /** Bytes of read/write data in flight per guest before dom0 stops taking its requests. */
+  maxBytesInFlight: number;
+  /** Largest extended-attribute value. */
+  maxXattrSize: number;
+  /** Ring slots a guest may ask for: the most requests it has outstanding. */
+  maxRingSlots: number;
+  /** Grant-table entries a guest may declare. */
+  maxGrantEntries: number;
+  /** Microseconds dom0's ring thread polls for more requests before sleeping. */
+  spinMicros: number;
+}
+
+export interface ExportConfig {
+  name: string;
+  path: string;
+  readOnly: boolean;
+}
+
+export interface GuestConfig {
+  name: string;
+  secret?: string;
+  uid?: number;
+  exports: ExportConfig[];
+  limits: Limits;
+}
+
+export interface ServerConfig {
+  file: string;
+  stateDir: string;
+  /** Stream transports (for hosts without shared memory and for comparison): off unless configured. */
+  listen: { unix: boolean; tcp: { host: string; port: number } | null };
+  workers: number;
+  guests: GuestConfig[];
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+class Reader {
+  constructor(readonly file: string) {}
+
+  fail(key: string, msg: string): never {
+    throw new ConfigError(this.file, key, msg);
+  }
+
+  obj(v: unknown, key: string): Obj {
+    return isObj(v) ? v : this.fail(key, 'must be an object');
+  }
+
+  str(v: unknown, key: string): string {
+    return typeof v === 'string' && v.length > 0 ? v : this.fail(key, 'must be a non-empty string');
+  }
+
+  int(v: unknown, key: string, min: number, max: number): number {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      this.fail(key, `must be an integer in ${min}..${max}`);
+    }
+    return v;
+  }
+
+  bool(v: unknown, key: string): boolean {
+    return typeof v === 'boolean' ? v : this.fail(key, 'must be true or false');
+  }
+}
+
+const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
+  maxNodes: [16, 1 << 24],
+  maxHandles: [4, 1 << 20],
+  maxMappedGrants: [64, 1 << 20],
+  maxBytesInFlight: [128 * 1024, 1 << 30],
+  maxXattrSize: [0, 65536],
+  maxRingSlots: [8, 256],
+  maxGrantEntries: [64, 65536],
+  spinMicros: [0, 10000],
+};
+
+function readLimits(r: Reader, v: unknown, key: string, base: Limits): Limits {
+  if (v === undefined) return { ...base };
+  const o = r.obj(v, key);
+  const out = { ...base };
+  for (const k of Object.keys(o)) {
+    if (!(k in LIMIT_RANGES)) r.fail(`${key}.${k}`, `is not a known limit (${Object.keys(LIMIT_RANGES).join(', ')})`);
+    const [min, max] = LIMIT_RANGES[k as keyof Limits];
+    out[k as keyof Limits] = r.int(o[k], `${key}.${k}`, min, max);
+  }
+  return out;
+}
+
+function readExport(r: Reader, v: unknown, key: string, shared: Map<string, ExportConfig>, dir: string): ExportConfig {
+  if (typeof v === 'string') {
+    return shared.get(v) ?? r.fail(key, `names no shared export '${v}'`);
+  }
+  const o = r.obj(v, key);
+  const name = r.str(o.name, `${key}.name`);
+  const p = path.resolve(dir, r.str(o.path, `${key}.path`));
+  const readOnly = o.readOnly === undefined ? false : r.bool(o.readOnly, `${key}.readOnly`);
+  return { name, path: p, readOnly };
+}
+
+/** Parses and checks a config object; `file` is used in messages and to resolve relative paths. */
+export function parseConfig(raw: unknown, file: string): ServerConfig {
+  const r: Reader = new Reader(file);
+  const dir = path.dirname(path.resolve(file));
+  const o = r.obj(raw, '(top level)');
+  const known = new Set(['stateDir', 'listen', 'workers', 'limits', 'exports', 'guests']);
+  for (const k of Object.keys(o)) if (!known.has(k)) r.fail(k, 'is not a known key');
+  const baseLimits = readLimits(r, o.limits, 'limits', defaults.limits as Limits);
+  const shared = new Map<string, ExportConfig>();
+  if (o.exports !== undefined) {
+    const ex = r.obj(o.exports, 'exports');
+    for (const [name, v] of Object.entries(ex)) {
+      const e = r.obj(v, `exports.${name}`);
+      // Exports shared by several guests are read-only: one guest's writes must never be another's surprise.
+      shared.set(name, { name, path: path.resolve(dir, r.str(e.path, `exports.${name}.path`)), readOnly: true });
+    }
+  }
+  if (!Array.isArray(o.guests) || o.guests.length === 0) r.fail('guests', 'must be a non-empty array');
+  const names = new Set<string>();
+  const guests = o.guests.map((g, i): GuestConfig => {
+    const key = `guests[${i}]`;
+    const go = r.obj(g, key);
+    const name = r.str(go.name, `${key}.name`);
+    if (name.length > MAX_DOMAIN_NAME || !/^[A-Za-z0-9._-]+$/.test(name)) {
+      r.fail(`${key}.name`, `must be 1..${MAX_DOMAIN_NAME} of A-Z a-z 0-9 . _ -`);
+    }
+    if (names.has(name)) r.fail(`${key}.name`, `duplicates guest '${name}'`);
+    names.add(name);
+    const guest: GuestConfig = { name, exports: [], limits: readLimits(r, go.limits, `${key}.limits`, baseLimits) };
+    if (go.secret !== undefined) guest.secret = r.str(go.secret, `${key}.secret`);
+    if (go.uid !== undefined) guest.uid = r.int(go.uid, `${key}.uid`, 0, 0xfffffffe);
+    if (guest.secret === undefined && guest.uid === undefined) {
+      r.fail(key, 'needs a secret or a uid: an unauthenticated guest could claim any name');
+    }
+    if (!Array.isArray(go.exports) || go.exports.length === 0) r.fail(`${key}.exports`, 'must be a non-empty array');
+    guest.exports = go.exports.map((e, j) => readExport(r, e, `${key}.exports[${j}]`, shared, dir));
+    return guest;
+  });
+  const listen = { unix: false, tcp: null as { host: string; port: number } | null };
+  if (o.listen !== undefined) {
+    const l = r.obj(o.listen, 'listen');
+    if (l.unix !== undefined) listen.unix = r.bool(l.unix, 'listen.unix');
+    if (l.tcp !== undefined) {
+      const t = r.obj(l.tcp, 'listen.tcp');
+      const host = t.host === undefined ? '127.0.0.1' : r.str(t.host, 'listen.tcp.host');
+      listen.tcp = { host, port: t.port === undefined ? 0 : r.int(t.port, 'listen.tcp.port', 0, 65535) };
+    }
+  }
+  return {
+    file,
+    stateDir: path.resolve(dir, r.str(o.stateDir, 'stateDir')),
+    listen,
+    workers: o.workers === undefined ? defaults.workers : r.int(o.workers, 'workers', 1, 64),
+    guests,
+  };
+}
+
+export function loadConfig(file: string): ServerConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, '(file)', `cannot be read: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, file);
+}
