@@ -59,7 +59,7 @@ layers.push({ name: 'core/index', paths: ['core/index'], allow: layers.filter((l
 layers.push({ name: 'services', paths: ['services/*'], allow: ['core/index'] });
 
 export default defineConfig(
-  { ignores: ['node_modules/', 'build/', '.state/'] },
+  { ignores: ['scratch/**', 'node_modules/', 'build/', '.state/'] },
   js.configs.recommended,
   tseslint.configs.recommended,
   {

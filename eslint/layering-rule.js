@@ -158,7 +158,7 @@ export const layeringRule = {
       const outside = rel.startsWith('..') || path.isAbsolute(rel);
       const to = outside ? undefined : layerOf(layers, rel);
 
-      const isNative = spec.endsWith('.node') || (to !== undefined && to.name === nativeLayer);
+      const isNative = spec.endsWith('.node') || (to !== undefined && to.name === (options.native?.target ?? 'native'));
       if (isNative && nativeLayer !== undefined && from?.name !== nativeLayer) {
         context.report({ node, messageId: 'native', data: { spec, nativeLayer } });
         return;

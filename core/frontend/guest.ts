@@ -11,13 +11,14 @@ import {
   type Welcome,
   type XenbusStateName,
 } from '../protocol/control.ts';
-import { ALL_FEATURES } from '../protocol/opcodes.ts';
+import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
 import { GuestRing, type GuestRingOptions } from '../ring/guest-ring.ts';
 import { ControlConnection, closeFd, type ControlMessage } from '../xen/control-socket.ts';
 import { ReconnectingTransport } from './reconnecting-transport.ts';
 import { RingTransport } from './ring-transport.ts';
 import { StreamTransport } from './stream-transport.ts';
 import type { Transport } from './transport.ts';
+import { GuestFs, type GuestFsOptions } from './guest-fs.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -91,6 +92,11 @@ export class Guest extends EventEmitter<GuestEvents> {
     return e;
   }
 
+  /** An fs/promises-like view of one export (the first by default). It lives as long as the guest connection. */
+  fs(exportName?: string, opts: GuestFsOptions = {}): GuestFs {
+    return new GuestFs(this.transport, this.exportRoot(exportName).node, opts);
+  }
+
   async close(): Promise<void> {
     this.#closing = true;
     if (this.#retry) clearTimeout(this.#retry);
@@ -125,7 +131,7 @@ export class Guest extends EventEmitter<GuestEvents> {
         type: 'hello',
         domain: this.options.domain,
         version: PROTOCOL_VERSION,
-        features: ALL_FEATURES,
+        features: this.options.ring?.persistent === false ? ALL_FEATURES & ~Feature.PERSISTENT_GRANTS : ALL_FEATURES,
         transport: kind,
       };
       if (this.options.secret !== undefined) hello.secret = this.options.secret;

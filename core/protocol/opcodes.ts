@@ -62,8 +62,11 @@ export const Feature = {
   RENAME_FLAGS: 2,
   FALLOCATE: 4,
   MKNOD: 8,
+  /** Xen's feature-persistent: data pages stay granted and mapped for the life of the connection. */
+  PERSISTENT_GRANTS: 16,
 } as const;
-export const ALL_FEATURES = Feature.XATTR | Feature.RENAME_FLAGS | Feature.FALLOCATE | Feature.MKNOD;
+export const ALL_FEATURES =
+  Feature.XATTR | Feature.RENAME_FLAGS | Feature.FALLOCATE | Feature.MKNOD | Feature.PERSISTENT_GRANTS;
 
 /** SETATTR's valid mask (arg32a). */
 export const SetattrValid = {

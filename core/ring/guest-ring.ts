@@ -18,6 +18,11 @@ export interface GuestRingOptions {
   /** Microseconds to spin for responses after publishing, before sleeping on the event channel (0: never). */
   pollMicros?: number;
   name?: string;
+  /**
+   * Persistent grants (Xen's feature-persistent, default true): data pages are granted to dom0 once, writable,
+   * for the life of the ring, instead of granted and revoked around every request.
+   */
+  persistent?: boolean;
 }
 
 /** What dom0 needs to map this ring: sent in the hello message, with `memFd` and the remote event channel fds. */
@@ -67,11 +72,13 @@ export class GuestRing {
   readonly #dataFrame0: number;
   readonly #dataRef0: number;
   readonly #freeTags: number[] = [];
-  readonly #pending = new Map<bigint, Pending>();
+  readonly #pending = new Map<number, Pending>();
   readonly #queue: Queued[] = [];
   readonly #pollMicros: number;
-  #nextId = 1n;
+  readonly persistent: boolean;
+  #nextId = 1;
   #flushScheduled = false;
+  #armScheduled = false;
   #closed: Error | null = null;
   /** Tags whose grants dom0 still held when we tried to revoke them; retried before reuse. */
   readonly #stuckTags: number[] = [];
@@ -97,6 +104,16 @@ export class GuestRing {
     this.#dataFrame0 = tablePages + ringPages;
     this.#dataRef0 = ringPages;
     for (let t = slots - 1; t >= 0; t--) this.#freeTags.push(t);
+    this.persistent = opts.persistent ?? true;
+    if (this.persistent) {
+      const refs = new Uint32Array(dataPages);
+      const frames = new Uint32Array(dataPages);
+      for (let i = 0; i < dataPages; i++) {
+        refs[i] = this.#dataRef0 + i;
+        frames[i] = this.#dataFrame0 + i;
+      }
+      this.#grants.grantMany(refs, frames, DOM0, false);
+    }
     const pair = EventChannel.allocatePair();
     this.#evtchn = new EventChannel(pair.local);
     this.#remoteFds = pair.remote;
@@ -144,9 +161,11 @@ export class GuestRing {
     while (this.#queue.length > 0 && this.#freeTags.length > 0 && this.#ring.free > 0) {
       const q = this.#queue.shift() as Queued;
       const tag = this.#freeTags.pop() as number;
+      // Ids are 2^53-safe integers written as two u32 halves: cheaper than BigInt on the hot path.
       const id = this.#nextId++;
       const nrefs = this.#grantBuffer(tag, q);
-      q.slot.writeBigUInt64LE(id, 0);
+      q.slot.writeUInt32LE(id >>> 0, 0);
+      q.slot.writeUInt32LE(Math.floor(id / 0x100000000), 4);
       this.#ring.push(q.slot);
       this.#pending.set(id, { tag, nrefs, outLen: q.outLen, resolve: q.resolve, reject: q.reject });
     }
@@ -165,13 +184,15 @@ export class GuestRing {
     const frame0 = this.#dataFrame0 + tag * MAX_SEGS;
     const ref0 = this.#dataRef0 + tag * MAX_SEGS;
     if (q.payload) q.payload.copy(this.memory.bytes, frame0 * PAGE_SIZE);
+    for (let i = 0; i < n; i++) q.slot.writeUInt32LE(ref0 + i, SEGS_OFFSET + 4 * i);
+    if (this.persistent) return 0; // granted once at setup: nothing to grant or revoke per request
     const refs = new Uint32Array(n);
     const frames = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       refs[i] = ref0 + i;
       frames[i] = frame0 + i;
-      q.slot.writeUInt32LE(ref0 + i, SEGS_OFFSET + 4 * i);
     }
+    // Payload pages are granted read-only: dom0 has no business writing into them.
     this.#grants.grantMany(refs, frames, DOM0, q.payload !== null);
     return n;
   }
@@ -181,25 +202,48 @@ export class GuestRing {
     if (this.#closed) return;
     if (this.#ring.publish()) this.#evtchn.notify();
     // A short spin catches a fast reply without the cost of a wake-up through the event channel.
-    if (this.#pollMicros > 0 && this.#ring.outstanding > 0 && this.#ring.poll(this.#pollMicros)) this.#drain();
+    if (this.#pollMicros > 0 && this.#ring.outstanding > 0 && this.#ring.poll(this.#pollMicros)) this.#takeAll();
+    this.#scheduleArm();
   }
 
-  /** Takes every response, re-arms the event, and checks once more before going back to sleep. */
-  #drain(): void {
+  /** Consumes every response there is, without re-arming the event: more may be polled for first. */
+  #takeAll(): void {
     for (;;) {
       if (this.#closed) return;
       const batch = this.#ring.take();
-      if (batch) {
-        for (let off = 0; off < batch.length; off += SLOT_SIZE) this.#complete(batch.subarray(off, off + SLOT_SIZE));
-        continue;
-      }
-      if (!this.#ring.finalCheck()) break;
+      if (!batch) break;
+      for (let off = 0; off < batch.length; off += SLOT_SIZE) this.#complete(batch.subarray(off, off + SLOT_SIZE));
     }
     if (this.#queue.length > 0) this.#pump();
   }
 
+  /**
+   * Re-arms rsp_event only once JavaScript has run everything the responses set off (setImmediate runs after the
+   * microtasks that issue follow-up requests and poll for them): arming earlier would have dom0 notify, and wake
+   * us, for responses we were about to poll for anyway. A pending immediate keeps the loop from blocking meanwhile.
+   */
+  #scheduleArm(): void {
+    if (this.#armScheduled || this.#ring.outstanding === 0) return;
+    this.#armScheduled = true;
+    setImmediate(() => {
+      this.#armScheduled = false;
+      if (this.#closed) return;
+      // The canonical check: arm, look again, and only sleep if nothing slipped in between.
+      if (this.#ring.finalCheck()) {
+        this.#takeAll();
+        this.#scheduleArm();
+      }
+    });
+  }
+
+  /** Event-channel wake-up. */
+  #drain(): void {
+    this.#takeAll();
+    this.#scheduleArm();
+  }
+
   #complete(slot: Buffer): void {
-    const id = slot.readBigUInt64LE(0);
+    const id = slot.readUInt32LE(0) + slot.readUInt32LE(4) * 0x100000000;
     const p = this.#pending.get(id);
     if (!p) return; // dom0 is trusted, but a stray id must not take down the guest either
     this.#pending.delete(id);

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { ProtocolError } from '../errors.ts';
 import type { GuestConfig } from '../config/config.ts';
 import { decodeHello, type Hello, type XenbusStateName } from '../protocol/control.ts';
-import { ALL_FEATURES } from '../protocol/opcodes.ts';
+import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
 import { type ControlConnection, type ControlMessage, closeFd } from '../xen/control-socket.ts';
 import { Engine, type EngineLimits, type EngineStats } from '../xen/engine.ts';
 import type { Logger } from '../util/log.ts';
@@ -170,6 +170,10 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       if (ring.grantTable.entries > g.limits.maxGrantEntries) {
         throw new ProtocolError('hello.ring.grantTable.entries exceeds maxGrantEntries');
       }
+      // Persistent grants keep every data page mapped; when that would not fit the guest's grant limit, the
+      // guest is served the per-request way instead (it still works: its grants just stay unrevoked).
+      if (ring.ringSlots * 32 > g.limits.maxMappedGrants) this.#features &= ~Feature.PERSISTENT_GRANTS;
+      welcome.features = this.#features;
       const [memFd, evtRxFd, evtTxFd] = fds as [number, number, number];
       try {
         this.#engine = this.#startEngine(

@@ -1,5 +1,6 @@
 #include "front-ring.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 
@@ -77,7 +78,7 @@ Napi::Value FrontRing::Poll(const Napi::CallbackInfo& info) {
   do {
     for (int i = 0; i < 64; i++) {
       if (core_->unconsumed_responses()) return Napi::Boolean::New(env, true);
-      __builtin_ia32_pause();
+      std::atomic_signal_fence(std::memory_order_seq_cst);
     }
   } while (std::chrono::steady_clock::now() < deadline);
   return Napi::Boolean::New(env, false);

@@ -32,8 +32,10 @@ enum Op : uint8_t {
 
 enum Feature : uint32_t {
   kFeatXattr = 1, kFeatRenameFlags = 2, kFeatFallocate = 4, kFeatMknod = 8,
+  // Xen's feature-persistent: the guest grants its data pages once, writable, and dom0 keeps them mapped.
+  kFeatPersistentGrants = 16,
 };
-constexpr uint32_t kAllFeatures = kFeatXattr | kFeatRenameFlags | kFeatFallocate | kFeatMknod;
+constexpr uint32_t kAllFeatures = kFeatXattr | kFeatRenameFlags | kFeatFallocate | kFeatMknod | kFeatPersistentGrants;
 
 // setattr valid mask (arg32a)
 enum SetattrValid : uint32_t {

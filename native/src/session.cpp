@@ -21,7 +21,7 @@ namespace {
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
+  std::atomic_signal_fence(std::memory_order_seq_cst);
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
@@ -140,9 +140,47 @@ RingSession::RingSession(std::unique_ptr<FileBackend> backend, uint32_t features
   evt_tx_ = dup(setup.evt_tx);
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (evt_rx_ < 0 || evt_tx_ < 0 || stop_fd_ < 0) throw std::runtime_error("event channel setup failed");
+  if (features & proto::kFeatPersistentGrants) persistent_.resize(setup.grant_entries);
+}
+
+int RingSession::map_persistent(const proto::Request& req, size_t bytes, std::vector<iovec>& iov) {
+  size_t pages = std::min<size_t>((bytes + proto::kPageSize - 1) / proto::kPageSize, req.nsegs);
+  iov.clear();
+  std::lock_guard<std::mutex> lock(persistent_mu_);
+  uint32_t missing[proto::kMaxSegs];
+  uint32_t nmissing = 0;
+  for (size_t i = 0; i < pages; i++) {
+    uint32_t ref = req.segs[i];
+    if (ref >= persistent_.size()) return -EINVAL;
+    if (!persistent_[ref]) missing[nmissing++] = ref;
+  }
+  if (nmissing) {
+    // Map every new reference of this request in one batch: the guest's buffers are contiguous frames, so this is
+    // one mmap per buffer for the whole connection, not one per page (dom0's VMA count stays small).
+    GrantMapping m;
+    int rc = mapper_->map(missing, nmissing, true, m);
+    if (rc < 0) return rc;
+    uint32_t k = 0;
+    for (auto& run : m.runs)
+      for (size_t off = 0; off < run.iov_len && k < nmissing; off += proto::kPageSize)
+        if (!persistent_[missing[k]]) persistent_[missing[k++]] = static_cast<uint8_t*>(run.iov_base) + off;
+        else k++;
+    persistent_maps_.push_back(std::move(m));
+  }
+  for (size_t i = 0; i < pages; i++) {
+    uint8_t* base = persistent_[req.segs[i]];
+    // Pages that follow each other in dom0's address space merge into one iovec: fewer, longer copies.
+    if (!iov.empty() && static_cast<uint8_t*>(iov.back().iov_base) + iov.back().iov_len == base) {
+      iov.back().iov_len += proto::kPageSize;
+    } else {
+      iov.push_back({base, proto::kPageSize});
+    }
+  }
+  return 0;
 }
 
 RingSession::~RingSession() {
+  for (auto& m : persistent_maps_) mapper_->unmap(m);
   if (mapper_ && !ring_map_.refs.empty()) mapper_->unmap(ring_map_);
   for (int fd : {evt_rx_, evt_tx_, stop_fd_})
     if (fd >= 0) close(fd);
@@ -195,14 +233,23 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
   proto::Response rsp{};
   rsp.id = req.id;
   GrantMapping in_map, out_map;
+  std::vector<iovec> cached;
   iovec inline_iov{const_cast<uint8_t*>(req.inline_data), req.payload_len};
   IoSpan payload{&inline_iov, 1, req.payload_len};
   IoSpan out{};
+  bool ext = req.flags & proto::kFlagPayloadExt;
+  bool wants_out = !ext && spec.data == DataDir::kOut && req.len > 0;
   int rc = 0;
-  if (req.flags & proto::kFlagPayloadExt) {
+  if ((ext || wants_out) && !persistent_.empty()) {
+    size_t bytes = ext ? req.payload_len : req.len;
+    rc = map_persistent(req, bytes, cached);
+    IoSpan span{cached.data(), static_cast<int>(cached.size()), 0};
+    for (auto& v : cached) span.len += v.iov_len;
+    (ext ? payload : out) = span;
+  } else if (ext) {
     rc = mapper_->map(req.segs, req.nsegs, false, in_map);
     payload = IoSpan{in_map.runs.data(), static_cast<int>(in_map.runs.size()), size_t{req.nsegs} * proto::kPageSize};
-  } else if (spec.data == DataDir::kOut && req.len > 0) {
+  } else if (wants_out) {
     rc = mapper_->map(req.segs, req.nsegs, true, out_map);
     out = IoSpan{out_map.runs.data(), static_cast<int>(out_map.runs.size()), size_t{req.nsegs} * proto::kPageSize};
   }

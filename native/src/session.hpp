@@ -24,7 +24,7 @@ namespace xenfs {
 
 struct SessionLimits {
   uint64_t max_bytes_in_flight = 16u << 20;  // data handed to the pool and not yet answered
-  uint32_t max_mapped_grants = 2048;
+  uint32_t max_mapped_grants = 8192;
   uint32_t spin_us = 20;  // how long the ring thread polls for more requests before sleeping
 };
 
@@ -107,6 +107,9 @@ class RingSession final : public Session {
   void wake() override;
   bool spin_for_requests();
   void sleep_for_requests();
+  // Builds iovecs over the request's pages from the persistent-grant cache, mapping (and keeping) any reference
+  // seen for the first time. 0 or -errno.
+  int map_persistent(const proto::Request& req, size_t bytes, std::vector<iovec>& iov);
 
   std::unique_ptr<GrantMapper> mapper_;
   GrantMapping ring_map_;
@@ -114,6 +117,9 @@ class RingSession final : public Session {
   uint32_t slots_;
   int evt_rx_, evt_tx_, stop_fd_;
   std::mutex rsp_mu_;
+  std::mutex persistent_mu_;
+  std::vector<uint8_t*> persistent_;            // page address by grant reference; nullptr = not mapped yet
+  std::vector<GrantMapping> persistent_maps_;  // the mappings behind those addresses, unmapped at teardown
 };
 
 class StreamSession final : public Session {
