@@ -62,7 +62,10 @@ export class GuestFileHandle {
     return { bytesRead, buffer };
   }
 
-  /** Write buffer[offset..offset+length] at `position` (or the handle's position). In append mode the server writes at the end. */
+  /**
+   * Write buffer[offset..offset+length] at `position`, or at the handle's position (which then advances) when
+   * position is null. In append mode the server writes at the end of the file whatever the position.
+   */
   async write<T extends Uint8Array>(
     buffer: T, offset = 0, length = buffer.byteLength - offset, position: number | null = null,
   ): Promise<WriteResult<T>> {

@@ -3,21 +3,23 @@
 // WALK (see resolver.ts), runs its operation on the node, and drops the node with a FORGET it does not wait for.
 // Failures are ErrnoErrors naming the call and the path; a peer that breaks the protocol closes the transport.
 import { ErrnoError, errno } from '../errors.ts';
-import { decodeAttr, decodeEntry, decodeStatfs } from '../protocol/decode.ts';
+import { decodeAttr, decodeStatfs } from '../protocol/decode.ts';
 import type { RequestSpec } from '../protocol/encode.ts';
-import { MAX_DATA, MAX_XATTR_VALUE, direntSize, MAX_NAME } from '../protocol/layout.ts';
+import { MAX_DATA, MAX_NAME, MAX_XATTR_VALUE, direntSize } from '../protocol/layout.ts';
 import { AccessMask, Op, OpenFlag, RenameFlag, XattrFlag } from '../protocol/opcodes.ts';
 import { type SetattrSpec, encodeSetattr } from '../protocol/setattr.ts';
 import type { Attr } from '../protocol/types.ts';
 import { type TimeLike, asBuffer, checkPosition, toTimespec } from './args.ts';
-import { DEFAULT_IO_WINDOW, readChunks } from './chunked-io.ts';
+import { DEFAULT_IO_WINDOW } from './chunked-io.ts';
 import { DEFAULT_READDIR_BUFFER, type GuestDirent, listDirectory, openDirectory } from './dir.ts';
 import { GuestFileHandle } from './file-handle.ts';
+import { FileOpener } from './file-opener.ts';
 import { parseOpenFlags } from './open-flags.ts';
 import { type Lease, MAX_SYMLINK_HOPS, Resolver, readlinkNode, splitParent } from './resolver.ts';
 import { type CallContext, Rpc, isErrno } from './rpc.ts';
 import { StatFs, Stats } from './stats.ts';
 import type { Transport } from './transport.ts';
+import { readSized } from './xattr.ts';
 
 export interface GuestFsOptions {
   /** Requests of one large read or write in flight at once. Default 8. */
@@ -61,11 +63,11 @@ export interface SetxattrOptions {
 
 const ENOENT = errno('ENOENT');
 const EEXIST = errno('EEXIST');
-const ELOOP = errno('ELOOP');
-const ERANGE = errno('ERANGE');
 
-function positiveInt(value: number, key: string, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${key} must be an integer in ${min}..${max}, got ${value}`);
+function intOption(value: number, key: string, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${key} must be an integer in ${min}..${max}, got ${value}`);
+  }
   return value;
 }
 
@@ -76,19 +78,21 @@ function positiveInt(value: number, key: string, min: number, max: number): numb
 export class GuestFs {
   readonly #rpc: Rpc;
   readonly #resolver: Resolver;
-  readonly #root: bigint;
+  readonly #opener: FileOpener;
   readonly #window: number;
   readonly #readdirBuffer: number;
-  readonly #maxHops: number;
 
   constructor(transport: Transport, rootNode: bigint | number, opts: GuestFsOptions = {}) {
+    const root = BigInt(rootNode);
+    if (root <= 0n) throw new RangeError(`rootNode must be a node id >= 1, got ${rootNode}`);
+    this.#window = intOption(opts.ioWindow ?? DEFAULT_IO_WINDOW, 'ioWindow', 1, 1024);
+    this.#readdirBuffer = intOption(
+      opts.readdirBufferSize ?? DEFAULT_READDIR_BUFFER, 'readdirBufferSize', direntSize(MAX_NAME), MAX_DATA,
+    );
+    const maxHops = intOption(opts.maxSymlinkHops ?? MAX_SYMLINK_HOPS, 'maxSymlinkHops', 0, 1000);
     this.#rpc = new Rpc(transport);
-    this.#root = BigInt(rootNode);
-    if (this.#root <= 0n) throw new RangeError(`rootNode must be a node id >= 1, got ${rootNode}`);
-    this.#window = positiveInt(opts.ioWindow ?? DEFAULT_IO_WINDOW, 'ioWindow', 1, 1024);
-    this.#readdirBuffer = positiveInt(opts.readdirBufferSize ?? DEFAULT_READDIR_BUFFER, 'readdirBufferSize', direntSize(MAX_NAME), MAX_DATA);
-    this.#maxHops = positiveInt(opts.maxSymlinkHops ?? MAX_SYMLINK_HOPS, 'maxSymlinkHops', 0, 1000);
-    this.#resolver = new Resolver(this.#rpc, this.#root, this.#maxHops);
+    this.#resolver = new Resolver(this.#rpc, root, maxHops);
+    this.#opener = new FileOpener(this.#rpc, this.#resolver, maxHops, this.#window);
   }
 
   get transport(): Transport {
@@ -116,7 +120,8 @@ export class GuestFs {
   access(path: string, mode: number = AccessMask.F_OK): Promise<void> {
     return this.#onNode(path, true, 'access', async (lease, ctx) => {
       // Existence is proven by the WALK; only permission checks need the server.
-      if (mode !== AccessMask.F_OK) await this.#rpc.call({ op: Op.ACCESS, node: lease.node, arg32a: mode }, ctx);
+      if (mode === AccessMask.F_OK) return;
+      await this.#rpc.call({ op: Op.ACCESS, node: lease.node, arg32a: mode }, ctx);
     });
   }
 
@@ -130,7 +135,8 @@ export class GuestFs {
   }
 
   utimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
-    return this.#setattr(path, 'utimes', { atime: toTimespec(atime, 'atime'), mtime: toTimespec(mtime, 'mtime') });
+    const times = { atime: toTimespec(atime, 'atime'), mtime: toTimespec(mtime, 'mtime') };
+    return this.#setattr(path, 'utimes', times);
   }
 
   truncate(path: string, len = 0): Promise<void> {
@@ -149,32 +155,37 @@ export class GuestFs {
   /** Open `path`; the handle must be closed. Flags as fs/promises ('r', 'w+', 'ax', …) or O_ bits. */
   async open(path: string, flags: string | number = 'r', mode = 0o666): Promise<GuestFileHandle> {
     const bits = parseOpenFlags(flags, path);
-    const { fh } = await this.#openFile(path, bits, mode, { syscall: 'open', path });
+    const { fh } = await this.#opener.open(path, bits, mode, { syscall: 'open', path });
     return new GuestFileHandle(this.#rpc, fh, path, bits, this.#window);
   }
 
   readFile(path: string, options?: ReadFileOptions & { encoding?: null }): Promise<Buffer>;
-  readFile(path: string, options: BufferEncoding | (ReadFileOptions & { encoding: BufferEncoding })): Promise<string>;
+  readFile(
+    path: string, options: BufferEncoding | (ReadFileOptions & { encoding: BufferEncoding }),
+  ): Promise<string>;
   async readFile(path: string, options?: BufferEncoding | ReadFileOptions): Promise<Buffer | string> {
     const encoding = typeof options === 'string' ? options : options?.encoding ?? null;
     const ctx = { syscall: 'readFile', path };
-    const { fh, attr } = await this.#openFile(path, OpenFlag.O_RDONLY, 0, ctx);
+    const { fh, attr } = await this.#opener.open(path, OpenFlag.O_RDONLY, 0, ctx);
     try {
-      const data = await this.#readAll(fh, attr?.size ?? 0, ctx);
+      const data = await this.#opener.readAll(fh, attr?.size ?? 0, ctx);
       return encoding === null ? data : data.toString(encoding);
     } finally {
-      this.#release(fh, ctx);
+      this.#opener.releaseLater(fh, ctx);
     }
   }
 
-  async writeFile(path: string, data: string | Uint8Array, options: WriteFileOptions | BufferEncoding = {}): Promise<void> {
+  async writeFile(
+    path: string, data: string | Uint8Array, options: WriteFileOptions | BufferEncoding = {},
+  ): Promise<void> {
     const opts = typeof options === 'string' ? { encoding: options } : options;
     const bytes = typeof data === 'string' ? Buffer.from(data, opts.encoding ?? 'utf8') : asBuffer(data);
     const handle = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
+    const append = (handle.flags & OpenFlag.O_APPEND) !== 0;
     try {
       let done = 0;
       while (done < bytes.length) {
-        const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, (handle.flags & OpenFlag.O_APPEND) !== 0 ? null : done);
+        const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, append ? null : done);
         // A write that makes no progress would loop forever; the kernel reports ENOSPC in that case, so do we.
         if (bytesWritten === 0) throw new ErrnoError(errno('ENOSPC'), 'WRITE', path, { syscall: 'writeFile' });
         done += bytesWritten;
@@ -184,7 +195,9 @@ export class GuestFs {
     }
   }
 
-  appendFile(path: string, data: string | Uint8Array, options: WriteFileOptions | BufferEncoding = {}): Promise<void> {
+  appendFile(
+    path: string, data: string | Uint8Array, options: WriteFileOptions | BufferEncoding = {},
+  ): Promise<void> {
     const opts = typeof options === 'string' ? { encoding: options } : options;
     return this.writeFile(path, data, { ...opts, flag: opts.flag ?? 'a' });
   }
@@ -229,12 +242,14 @@ export class GuestFs {
   }
 
   async rename(from: string, to: string, options: RenameOptions = {}): Promise<void> {
-    const flags = (options.noreplace === true ? RenameFlag.NOREPLACE : 0) | (options.exchange === true ? RenameFlag.EXCHANGE : 0);
+    const flags = (options.noreplace === true ? RenameFlag.NOREPLACE : 0)
+      | (options.exchange === true ? RenameFlag.EXCHANGE : 0);
     const src = splitParent(from);
     const dst = splitParent(to);
     const ctx = { syscall: 'rename', path: from, dest: to };
     await this.#resolver.with(src.parent, true, ctx, (a) => this.#resolver.with(dst.parent, true, ctx, async (b) => {
-      await this.#rpc.call({ op: Op.RENAME, node: a.node, name1: src.name, arg64: b.node, name2: dst.name, arg32a: flags }, ctx);
+      const spec = { op: Op.RENAME, node: a.node, name1: src.name, arg64: b.node, name2: dst.name, arg32a: flags };
+      await this.#rpc.call(spec, ctx);
     }));
   }
 
@@ -242,7 +257,8 @@ export class GuestFs {
 
   /** Create `path` as a symlink to `target` (stored as given; resolved by readers, inside the export). */
   symlink(target: string, path: string): Promise<void> {
-    return this.#inParent(path, 'symlink', (parent, name, ctx) => this.#makeEntry({ op: Op.SYMLINK, node: parent, name1: name, name2: target }, ctx));
+    return this.#inParent(path, 'symlink', (parent, name, ctx) =>
+      this.#makeEntry({ op: Op.SYMLINK, node: parent, name1: name, name2: target }, ctx));
   }
 
   readlink(path: string): Promise<string> {
@@ -254,32 +270,40 @@ export class GuestFs {
     const ctx = { syscall: 'link', path: existing, dest: newPath };
     return this.#resolver.with(existing, false, ctx, (source) => {
       const { parent, name } = splitParent(newPath);
-      return this.#resolver.with(parent, true, ctx, (dir) => this.#makeEntry({ op: Op.LINK, node: dir.node, name1: name, arg64: source.node }, ctx));
+      return this.#resolver.with(parent, true, ctx, (dir) =>
+        this.#makeEntry({ op: Op.LINK, node: dir.node, name1: name, arg64: source.node }, ctx));
     });
   }
 
   /** Create a FIFO, socket or empty regular file (the server refuses devices). `mode` includes the type bits. */
   mknod(path: string, mode: number, rdev = 0): Promise<void> {
-    return this.#inParent(path, 'mknod', (parent, name, ctx) => this.#makeEntry({ op: Op.MKNOD, node: parent, name1: name, arg32b: mode, arg32a: rdev }, ctx));
+    return this.#inParent(path, 'mknod', (parent, name, ctx) =>
+      this.#makeEntry({ op: Op.MKNOD, node: parent, name1: name, arg32b: mode, arg32a: rdev }, ctx));
   }
 
   // --- extended attributes -------------------------------------------------------------------------------
 
   getxattr(path: string, name: string): Promise<Buffer> {
-    return this.#onNode(path, true, 'getxattr', (lease, ctx) => this.#sized({ op: Op.GETXATTR, node: lease.node, name1: name }, ctx));
+    return this.#onNode(path, true, 'getxattr', (lease, ctx) =>
+      readSized(this.#rpc, { op: Op.GETXATTR, node: lease.node, name1: name }, ctx));
   }
 
   setxattr(path: string, name: string, value: string | Uint8Array, options: SetxattrOptions = {}): Promise<void> {
     const data = typeof value === 'string' ? Buffer.from(value, 'utf8') : asBuffer(value);
-    const flags = (options.create === true ? XattrFlag.CREATE : 0) | (options.replace === true ? XattrFlag.REPLACE : 0);
+    const flags = (options.create === true ? XattrFlag.CREATE : 0)
+      | (options.replace === true ? XattrFlag.REPLACE : 0);
     return this.#onNode(path, true, 'setxattr', async (lease, ctx) => {
-      if (data.length > MAX_XATTR_VALUE) throw new ErrnoError(errno('E2BIG'), 'SETXATTR', path, { syscall: 'setxattr' });
+      // Linux's limit; refused here so a value too big for any server never crosses the wire.
+      if (data.length > MAX_XATTR_VALUE) {
+        throw new ErrnoError(errno('E2BIG'), 'SETXATTR', path, { syscall: 'setxattr' });
+      }
       await this.#rpc.call({ op: Op.SETXATTR, node: lease.node, name1: name, data, arg32a: flags }, ctx);
     });
   }
 
   async listxattr(path: string): Promise<string[]> {
-    const list = await this.#onNode(path, true, 'listxattr', (lease, ctx) => this.#sized({ op: Op.LISTXATTR, node: lease.node }, ctx));
+    const list = await this.#onNode(path, true, 'listxattr', (lease, ctx) =>
+      readSized(this.#rpc, { op: Op.LISTXATTR, node: lease.node }, ctx));
     return list.toString('utf8').split('\0').filter((n) => n.length > 0);
   }
 
@@ -291,13 +315,17 @@ export class GuestFs {
 
   // --- internals -----------------------------------------------------------------------------------------
 
-  #onNode<T>(path: string, follow: boolean, syscall: string, fn: (lease: Lease, ctx: CallContext) => Promise<T>): Promise<T> {
+  #onNode<T>(
+    path: string, follow: boolean, syscall: string, fn: (lease: Lease, ctx: CallContext) => Promise<T>,
+  ): Promise<T> {
     const ctx = { syscall, path };
     return this.#resolver.with(path, follow, ctx, (lease) => fn(lease, ctx));
   }
 
   // Name operations act on (parent directory, final name); the parent's own symlinks are followed.
-  #inParent<T>(path: string, syscall: string, fn: (parent: bigint, name: string, ctx: CallContext) => Promise<T>): Promise<T> {
+  #inParent<T>(
+    path: string, syscall: string, fn: (parent: bigint, name: string, ctx: CallContext) => Promise<T>,
+  ): Promise<T> {
     const { parent, name } = splitParent(path);
     const ctx = { syscall, path };
     return this.#resolver.with(parent, true, ctx, (lease) => fn(lease.node, name, ctx));
@@ -318,12 +346,14 @@ export class GuestFs {
   #setattr(path: string, syscall: string, spec: SetattrSpec): Promise<void> {
     const { valid, payload, size } = encodeSetattr(spec);
     return this.#onNode(path, true, syscall, async (lease, ctx) => {
-      await this.#rpc.call({ op: Op.SETATTR, node: lease.node, arg32a: valid, arg64: size, data: payload }, ctx);
+      const setattr = { op: Op.SETATTR, node: lease.node, arg32a: valid, arg64: size, data: payload } as const;
+      await this.#rpc.call(setattr, ctx);
     });
   }
 
   async #mkdirOne(path: string, mode: number): Promise<void> {
-    await this.#inParent(path, 'mkdir', (parent, name, ctx) => this.#makeEntry({ op: Op.MKDIR, node: parent, name1: name, arg32a: mode }, ctx));
+    await this.#inParent(path, 'mkdir', (parent, name, ctx) =>
+      this.#makeEntry({ op: Op.MKDIR, node: parent, name1: name, arg32a: mode }, ctx));
   }
 
   async #mkdirRecursive(path: string, mode: number): Promise<string | undefined> {
@@ -345,84 +375,6 @@ export class GuestFs {
         if (!isErrno(again, EEXIST) || !(await this.stat(path)).isDirectory()) throw again;
       }
       return first ?? path;
-    }
-  }
-
-  // OPEN or CREATE; returns the handle and, when known, the file's attributes (readFile sizes its buffer by them).
-  async #openFile(path: string, flags: number, mode: number, ctx: CallContext): Promise<{ fh: bigint; attr: Attr | null }> {
-    if ((flags & OpenFlag.O_CREAT) !== 0) return this.#create(path, flags, mode, ctx);
-    const follow = (flags & OpenFlag.O_NOFOLLOW) === 0;
-    return this.#resolver.with(path, follow, ctx, async (lease) => {
-      const reply = await this.#rpc.call({ op: Op.OPEN, node: lease.node, arg32a: flags }, ctx);
-      return { fh: reply.header.fh, attr: lease.attr };
-    });
-  }
-
-  // CREATE never follows a symlink at the final name (the server resolves nothing through one): on ELOOP the
-  // name is a symlink, so create (or open) what it points to, as open(2) with O_CREAT does. On EEXIST without
-  // O_EXCL the file is there: open it instead.
-  async #create(path: string, flags: number, mode: number, ctx: CallContext): Promise<{ fh: bigint; attr: Attr | null }> {
-    const exclusive = (flags & OpenFlag.O_EXCL) !== 0;
-    let current = path;
-    for (let hops = 0; ; hops++) {
-      const { parent, name } = splitParent(current);
-      try {
-        return await this.#resolver.with(parent, true, ctx, async (dir) => {
-          const reply = await this.#rpc.call({ op: Op.CREATE, node: dir.node, name1: name, arg32a: flags, arg32b: mode }, ctx);
-          const entry = this.#rpc.decode(() => decodeEntry(reply.slot));
-          this.#rpc.forget(entry.node);
-          return { fh: reply.header.fh, attr: entry.attr };
-        });
-      } catch (err) {
-        if (isErrno(err, EEXIST) && !exclusive) return this.#openFile(current, flags & ~OpenFlag.O_CREAT, mode, ctx);
-        if (!isErrno(err, ELOOP) || exclusive || (flags & OpenFlag.O_NOFOLLOW) !== 0) throw err;
-        if (hops >= this.#maxHops) throw err;
-        const target = await this.#onNode(current, false, ctx.syscall, (lease, c) => readlinkNode(this.#rpc, lease.node, c)).catch(() => {
-          throw err; // not a symlink after all: the ELOOP stands
-        });
-        current = target.startsWith('/') ? target : `${parent}/${target}`;
-      }
-    }
-  }
-
-  // The whole file: its known size in one windowed batch. Like Node's readFile, a file whose size reads as 0
-  // (procfs-like, or just empty) is read until a short read instead.
-  async #readAll(fh: bigint, size: number, ctx: CallContext): Promise<Buffer> {
-    if (size > 0) {
-      const buf = Buffer.allocUnsafe(size);
-      const n = await readChunks(this.#rpc, fh, buf, 0, size, 0, this.#window, ctx);
-      return buf.subarray(0, n);
-    }
-    const parts: Buffer[] = [];
-    for (let position = 0; ;) {
-      const buf = Buffer.allocUnsafe(MAX_DATA);
-      const n = await readChunks(this.#rpc, fh, buf, 0, MAX_DATA, position, 1, ctx);
-      parts.push(buf.subarray(0, n));
-      position += n;
-      if (n < MAX_DATA) return Buffer.concat(parts);
-    }
-  }
-
-  // RELEASE without making the caller wait: readFile's result does not depend on it.
-  #release(fh: bigint, ctx: CallContext): void {
-    this.#rpc.call({ op: Op.RELEASE, fh }, ctx).catch(() => {});
-  }
-
-  // Size-then-fetch for GETXATTR and LISTXATTR: try a 4 KiB buffer, and on ERANGE ask the size (len 0) and
-  // retry with exactly that; the value may change between the two, so a few rounds are allowed.
-  async #sized(spec: RequestSpec, ctx: CallContext): Promise<Buffer> {
-    let len = 4096;
-    for (let round = 0; ; round++) {
-      try {
-        const reply = await this.#rpc.call({ ...spec, len }, ctx);
-        return reply.data ?? Buffer.alloc(0);
-      } catch (err) {
-        if (!isErrno(err, ERANGE) || round >= 3) throw err;
-      }
-      const probe = await this.#rpc.call({ ...spec, len: 0 }, ctx);
-      if (probe.header.len === 0) return Buffer.alloc(0);
-      if (probe.header.len > MAX_XATTR_VALUE) throw new ErrnoError(errno('E2BIG'), '', ctx.path, { syscall: ctx.syscall });
-      len = probe.header.len;
     }
   }
 }

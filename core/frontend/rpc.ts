@@ -74,7 +74,8 @@ export class Rpc {
 
   // Validation errors name the protocol op and the string that failed; the caller wants its own call and path.
   #retag(err: ErrnoError, ctx: CallContext): ErrnoError {
-    return new ErrnoError(err.errno, err.op, ctx.path ?? err.path, { syscall: ctx.syscall, dest: ctx.dest, cause: err });
+    const options = { syscall: ctx.syscall, dest: ctx.dest, cause: err };
+    return new ErrnoError(err.errno, err.op, ctx.path ?? err.path, options);
   }
 }
 

@@ -2,7 +2,7 @@
 // TCP socket, for hosts without shared memory and as a comparison point for the ring. Requests are pipelined
 // up to maxInFlight; responses may come back in any order and are matched by id.
 import net from 'node:net';
-import { DisconnectedError, LimitError, ProtocolError } from '../errors.ts';
+import { DisconnectedError, ProtocolError } from '../errors.ts';
 import { MAX_DATA, ReqOff, SLOT_SIZE } from '../protocol/layout.ts';
 import { RequestFlag } from '../protocol/opcodes.ts';
 import { type ParsedResponse, ResponseParser } from './response-parser.ts';
@@ -54,7 +54,9 @@ export class StreamTransport implements Transport {
 
   constructor(socket: net.Socket, opts: StreamTransportOptions = {}) {
     const max = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
-    if (!Number.isInteger(max) || max < 1) throw new LimitError('maxInFlight', `must be a positive integer, got ${max}`);
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(`maxInFlight must be a positive integer, got ${max}`);
+    }
     this.maxInFlight = max;
     this.#socket = socket;
     const remote = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort ?? 0}`;
@@ -167,7 +169,9 @@ export type StreamAddress = { path: string } | { host: string; port: number };
 export function connectStream(address: StreamAddress, opts: StreamTransportOptions = {}): Promise<StreamTransport> {
   const label = 'path' in address ? `stream:${address.path}` : `stream:${address.host}:${address.port}`;
   return new Promise((resolve, reject) => {
-    const socket = 'path' in address ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
+    const socket = 'path' in address
+      ? net.connect({ path: address.path })
+      : net.connect({ host: address.host, port: address.port });
     const onError = (err: Error): void => {
       socket.destroy();
       reject(new DisconnectedError(`${label}: connect failed: ${err.message}`, { cause: err }));

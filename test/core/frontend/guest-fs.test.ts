@@ -173,6 +173,13 @@ test('file handles: positional and sequential I/O, truncate, allocate, sync, clo
   assert.equal(bytesRead, 4);
   assert.equal(at.subarray(0, 4).toString(), 'tail');
   assert.equal((await h.stat()).size, payload.length + 4);
+  // A 1 MiB read is eight 128 KiB requests, all issued at once (the window is 8); the ones past EOF come back short.
+  assert.equal(await settledNodes(), 0);
+  const before = engine.stats()?.requests ?? 0;
+  const mib = Buffer.alloc(1024 * 1024);
+  assert.equal((await h.read(mib, 0, mib.length, 0)).bytesRead, payload.length + 4);
+  assert.equal((engine.stats()?.requests ?? 0) - before, 8);
+  assert.deepEqual(mib.subarray(0, payload.length), payload);
   await h.truncate(100);
   assert.equal((await h.stat()).size, 100);
   await h.allocate(0, 8192);
