@@ -130,6 +130,11 @@ export function closeFd(fd: number): void {
   native.closeFd(fd);
 }
 
+/** A second descriptor for the same open file (close-on-exec); the caller owns it. */
+export function dupFd(fd: number): number {
+  return native.dupFd(fd);
+}
+
 /** Calls `onReadable` each time `fd` becomes readable, until stop(). Never closes the descriptor. */
 export class FdWatch {
   #watcher: NativeFdWatcher | null;

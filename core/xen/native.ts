@@ -104,6 +104,7 @@ export interface NativeAddon {
   sendMessage(fd: number, data: Buffer, fds?: number[]): void;
   recvMessage(fd: number): ReceivedMessage | null;
   closeFd(fd: number): void;
+  dupFd(fd: number): number;
   createEventFd(): number;
 }
 

@@ -231,6 +231,16 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "dupFd(fd)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return sys_error(info.Env(), "dup", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
 Napi::Value CreateEventFd(const Napi::CallbackInfo& info) {
   int fd = evtchn_create_fd();
   if (fd < 0) return sys_error(info.Env(), "eventfd", -fd);
@@ -249,6 +259,7 @@ void define_control_socket(Napi::Env env, Napi::Object exports) {
   exports.Set("recvMessage", Napi::Function::New(env, RecvMessage));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("createEventFd", Napi::Function::New(env, CreateEventFd));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd));
 }
 
 Napi::Function FdWatcher::Define(Napi::Env env) {

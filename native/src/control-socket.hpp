@@ -8,7 +8,7 @@
 //   accept(fd) → { fd, pid, uid, gid } | null (nothing pending)
 //   sendMessage(fd, data: Buffer, fds: number[])
 //   recvMessage(fd) → { data: Buffer, fds: number[] } | null (nothing pending) | { eof: true }
-//   closeFd(fd)                          createEventFd() → fd
+//   closeFd(fd)   dupFd(fd) → fd        createEventFd() → fd
 // Class FdWatcher: `new FdWatcher(fd, callback)`, `.stop()`; the watcher never closes the fd.
 #pragma once
 

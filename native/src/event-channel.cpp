@@ -48,6 +48,7 @@ EventChannel::~EventChannel() { StopPoll(); }
 
 void EventChannel::StopPoll() {
   if (!poll_) return;
+  poll_->data = nullptr;
   uv_poll_stop(poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
   poll_ = nullptr;

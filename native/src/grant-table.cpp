@@ -57,6 +57,9 @@ GrantMapper::GrantMapper(int fd, uint32_t mem_pages, size_t table_offset, uint32
     error_ = "grant table lies outside the domain's memory or is not page-aligned";
     return;
   }
+  // Frames are checked against mem_pages, so mem_pages must be what the memfd really holds, and the memfd must be
+  // sealed against shrinking: a page that vanished under a mapping would kill dom0 with SIGBUS.
+  if (check_domain_memory(fd, size_t{mem_pages} * proto::kPageSize, error_) < 0) return;
   fd_ = dup(fd);
   if (fd_ < 0) {
     error_ = "dup of domain memory failed";
