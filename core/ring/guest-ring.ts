@@ -126,6 +126,11 @@ export class GuestRing {
     return [this.memory.fd, this.#remoteFds.rx, this.#remoteFds.tx];
   }
 
+  /** Sends dom0 a notification without publishing anything. */
+  kick(): void {
+    this.#evtchn.notify();
+  }
+
   get inFlight(): number {
     return this.#pending.size;
   }
