@@ -216,3 +216,32 @@ test('an index past the ring gets the guest disconnected, with the reason logged
     'the violation is logged with its reason',
   );
 });
+
+test('random request slots behind valid indices are each answered, and dom0 keeps serving', async () => {
+  const evil = await RawGuest.connect(dom0.controlPath, 'evil', 'evil-secret');
+  const mem = evil.ring.memory.bytes;
+  const { grantTable, ringSlots } = evil.ring.setup;
+  const ringStart = grantTable.offset + Math.ceil((grantTable.entries * 8) / 4096) * 4096;
+  // Grant-table garbage too, so segment references land on random entries and random frames.
+  crypto.randomFillSync(mem, 0, grantTable.entries * 8);
+  let answered = 0;
+  for (let round = 0; round < 50 && !evil.closed; round++) {
+    const rspProd = mem.readUInt32LE(ringStart + 8);
+    crypto.randomFillSync(mem, ringStart + 64, ringSlots * 512);
+    const batch = 1 + (round % ringSlots);
+    mem.writeUInt32LE(rspProd + batch, ringStart); // req_prod: a whole batch of garbage, within the ring
+    evil.ring.kick();
+    const until = Date.now() + 5000;
+    while (mem.readUInt32LE(ringStart + 8) !== rspProd + batch && Date.now() < until && !evil.closed) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(mem.readUInt32LE(ringStart + 8), rspProd + batch, `round ${round}: every garbage slot got a response`);
+    answered += batch;
+  }
+  assert.equal(evil.closed, false, 'garbage inside valid indices is answered with errors, not a disconnect');
+  assert.ok(answered >= 50);
+  evil.close();
+  const again = await Guest.connect({ controlPath: dom0.controlPath, domain: 'good', secret: 'good-secret' });
+  assert.ok((await again.fs().stat('')).isDirectory());
+  await again.close();
+});
