@@ -17,6 +17,8 @@ export interface Limits {
   maxBytesInFlight: number;
   /** Largest extended-attribute value. */
   maxXattrSize: number;
+  /** Largest size a guest may grow one file to; writes, fallocate and truncate past it fail with EFBIG. */
+  maxFileSize: number;
   /** Ring slots a guest may ask for: the most requests it has outstanding. */
   maxRingSlots: number;
   /** Grant-table entries a guest may declare. */
@@ -84,6 +86,7 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxMappedGrants: [64, 1 << 20],
   maxBytesInFlight: [128 * 1024, 1 << 30],
   maxXattrSize: [0, 65536],
+  maxFileSize: [1 << 20, Number.MAX_SAFE_INTEGER],
   maxRingSlots: [8, 256],
   maxGrantEntries: [64, 65536],
   spinMicros: [0, 10000],

@@ -45,6 +45,7 @@ export function engineLimits(g: GuestConfig): EngineLimits {
     maxNodes: l.maxNodes,
     maxHandles: l.maxHandles,
     maxXattrSize: l.maxXattrSize,
+    maxFileSize: l.maxFileSize,
     maxMappedGrants: l.maxMappedGrants,
     maxBytesInFlight: l.maxBytesInFlight,
     spinMicros: l.spinMicros,

@@ -11,6 +11,8 @@ export interface EngineLimits {
   maxNodes?: number;
   maxHandles?: number;
   maxXattrSize?: number;
+  /** Largest size a guest may grow a file to (EFBIG beyond). */
+  maxFileSize?: number;
   maxMappedGrants?: number;
   maxBytesInFlight?: number;
   spinMicros?: number;

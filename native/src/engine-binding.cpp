@@ -26,6 +26,15 @@ uint32_t get_u32(const Napi::Object& o, const char* key, uint32_t fallback, bool
   return v.As<Napi::Number>().Uint32Value();
 }
 
+uint64_t get_u64(const Napi::Object& o, const char* key, uint64_t fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  Napi::Value v = o.Get(key);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (d < 0 || d > 9007199254740991.0)
+    throw std::invalid_argument(std::string("Engine: option '") + key + "' must be a non-negative safe integer");
+  return static_cast<uint64_t>(d);
+}
+
 std::vector<ExportRoot> open_exports(const Napi::Object& o) {
   if (!o.Has("exports") || !o.Get("exports").IsArray())
     throw std::invalid_argument("Engine: option 'exports' must be an array");
@@ -72,6 +81,7 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) 
     bl.max_nodes = get_u32(lim, "maxNodes", bl.max_nodes);
     bl.max_handles = get_u32(lim, "maxHandles", bl.max_handles);
     bl.max_xattr_size = get_u32(lim, "maxXattrSize", bl.max_xattr_size);
+    bl.max_file_size = get_u64(lim, "maxFileSize", bl.max_file_size);
     sl.max_mapped_grants = get_u32(lim, "maxMappedGrants", sl.max_mapped_grants);
     sl.max_bytes_in_flight = get_u32(lim, "maxBytesInFlight", static_cast<uint32_t>(sl.max_bytes_in_flight));
     sl.spin_us = get_u32(lim, "spinMicros", sl.spin_us);

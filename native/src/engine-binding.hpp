@@ -3,7 +3,7 @@
 //                                          ringRefs: number[], ringSlots, evtRxFd, evtTxFd, ... }
 //                                        | { transport: 'stream', fd, ... }
 //                                plus { exports: [{ path, readOnly }], features, limits: { maxNodes, maxHandles,
-//                                       maxXattrSize, maxMappedGrants, maxBytesInFlight, spinMicros } }
+//                                       maxXattrSize, maxFileSize, maxMappedGrants, maxBytesInFlight, spinMicros } }
 //                                The engine dup()s every descriptor it keeps; the caller still owns the ones it passed.
 //   onEnd(violation: boolean, reason: string) runs on the JS thread when the session ends by itself.
 //   .stop()    stops serving, waits for in-flight work, closes the guest's handles; idempotent.

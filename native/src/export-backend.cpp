@@ -536,8 +536,10 @@ int ExportBackend::setattr(const Call& c, proto::Response& r) {
     const gid_t gid = (valid & proto::kSetGid) ? p.gid : static_cast<gid_t>(-1);
     if (fchownat(t.fd, "", uid, gid, kStatFlags) < 0) return neg_errno();
   }
-  if (valid & proto::kSetSize)
+  if (valid & proto::kSetSize) {
+    if (p.size > limits_.max_file_size) return -EFBIG;
     if (int e = set_size(t, st, p.size)) return e;
+  }
   if (int e = set_times(t.fd, valid, p)) return e;
   return attr_of(t.fd, r);
 }
@@ -678,11 +680,24 @@ int ExportBackend::read(const Call& c, proto::Response& r) {
   return 0;
 }
 
+// True when [offset, offset + len) reaches past the per-file size cap; never overflows.
+bool ExportBackend::past_size_cap(uint64_t offset, uint64_t len) const {
+  return offset > limits_.max_file_size || len > limits_.max_file_size - offset;
+}
+
 int ExportBackend::write(const Call& c, proto::Response& r) {
   HandleRef h;
   if (int e = handle(c.req.fh, h)) return e;
   if (h->dir) return -EISDIR;
   if (read_only(h->exp)) return -EROFS;
+  uint64_t at = c.req.offset;
+  // An O_APPEND write lands at the end whatever offset the guest names, so the end is what gets checked.
+  if (fcntl(h->fd, F_GETFL) & O_APPEND) {
+    struct stat st;
+    if (fstat(h->fd, &st) < 0) return neg_errno();
+    at = static_cast<uint64_t>(st.st_size);
+  }
+  if (past_size_cap(at, c.in.len)) return -EFBIG;
   const ssize_t n = transfer(::pwritev, h->fd, c.in, c.in.len, c.req.offset);
   if (n < 0) return static_cast<int>(n);
   r.len = static_cast<uint32_t>(n);
@@ -714,6 +729,8 @@ int ExportBackend::fallocate(const Call& c, proto::Response&) {
   if (mode & ~kFallocModes) return -EOPNOTSUPP;
   if (c.req.offset > static_cast<uint64_t>(INT64_MAX) || c.req.arg64 > static_cast<uint64_t>(INT64_MAX))
     return -EINVAL;
+  // Everything but punching a hole takes disk blocks, KEEP_SIZE included, so everything else meets the cap.
+  if (!(mode & FALLOC_FL_PUNCH_HOLE) && past_size_cap(c.req.offset, c.req.arg64)) return -EFBIG;
   HandleRef h;
   if (int e = handle(c.req.fh, h)) return e;
   if (h->dir) return -EISDIR;

@@ -148,6 +148,7 @@ class ExportBackend final : public FileBackend {
   int open_existing(int path_fd, int flags, int& out) const;
   int chmod_fd(int fd, mode_t mode) const;
   void restore_mode(int fd, mode_t wanted) const;
+  bool past_size_cap(uint64_t offset, uint64_t len) const;
   int set_mode(int fd, const struct stat& st, uint32_t mode) const;
   int set_size(const Target& t, const struct stat& st, uint64_t size) const;
   int finish_create(uint32_t exp, int fd, proto::Response& r);

@@ -36,6 +36,9 @@ struct BackendLimits {
   uint32_t max_nodes = 65536;    // nodes the guest holds lookups on (each pins an O_PATH fd)
   uint32_t max_handles = 4096;   // open files and directories
   uint32_t max_xattr_size = 65536;
+  // Largest size a guest may grow a file to, by write, fallocate or truncate (-EFBIG beyond, like RLIMIT_FSIZE).
+  // A cap per file, not a quota: limiting a guest's total disk use is the export filesystem's job (project quotas).
+  uint64_t max_file_size = uint64_t{1} << 40;
 };
 
 class FileBackend {
