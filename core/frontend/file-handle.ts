@@ -32,9 +32,12 @@ export class GuestFileHandle {
   readonly #window: number;
   #position = 0;
   #closing: Promise<void> | null = null;
+  /** The connection the handle was opened on: after dom0 restarts, the id may name another file. */
+  readonly #epoch: number | undefined;
 
   constructor(rpc: Rpc, fd: bigint, path: string, flags: number, window: number) {
     this.#rpc = rpc;
+    this.#epoch = rpc.transport.epoch;
     this.fd = fd;
     this.path = path;
     this.flags = flags;
@@ -128,7 +131,10 @@ export class GuestFileHandle {
   }
 
   async #close(): Promise<void> {
-    const ctx = { syscall: 'close', path: this.path };
+    // A handle of a connection that is gone died with it: there is nothing left to release (and its id may now
+    // belong to another file).
+    if (this.#epoch !== undefined && this.#epoch !== this.#rpc.transport.epoch) return;
+    const ctx = { syscall: 'close', path: this.path, epoch: this.#epoch };
     let flushError: unknown = null;
     if (isWritable(this.flags)) {
       await this.#rpc.call({ op: Op.FLUSH, fh: this.fd }, ctx).catch((err: unknown) => {
@@ -153,6 +159,6 @@ export class GuestFileHandle {
 
   #ctx(syscall: string): CallContext {
     this.#open(syscall);
-    return { syscall, path: this.path };
+    return { syscall, path: this.path, epoch: this.#epoch };
   }
 }

@@ -54,6 +54,7 @@ export class Guest extends EventEmitter<GuestEvents> {
   #closing = false;
   #retry: NodeJS.Timeout | null = null;
   #connections = 0;
+  #superseded = false;
 
   private constructor(opts: GuestOptions) {
     super();
@@ -180,7 +181,15 @@ export class Guest extends EventEmitter<GuestEvents> {
 
   #onMessage(m: ControlMessage): void {
     for (const fd of m.fds) closeFd(fd);
-    if (isState(m.body, 'Closing')) this.#control?.close();
+    if (!isState(m.body, 'Closing')) return;
+    // Another connection of this domain took over: reconnecting would only evict it in turn.
+    if ((m.body as { replaced?: unknown }).replaced === true) this.#superseded = true;
+    this.#control?.close();
+  }
+
+  /** True once dom0 ended this guest's connection in favour of a newer one of the same domain. */
+  get superseded(): boolean {
+    return this.#superseded;
   }
 
   #lost(transport: Transport): void {
@@ -189,7 +198,8 @@ export class Guest extends EventEmitter<GuestEvents> {
     void transport.close();
     if (this.#closing) return;
     this.#setState('Closed');
-    if (this.options.reconnect) this.#scheduleRetry();
+    if (this.#superseded) void this.transport.close();
+    else if (this.options.reconnect) this.#scheduleRetry();
   }
 
   #scheduleRetry(): void {

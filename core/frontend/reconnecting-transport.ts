@@ -6,6 +6,7 @@ import type { RequestFrame, ResponseFrame, Transport } from './transport.ts';
 
 interface Waiter {
   frame: RequestFrame;
+  epoch: number | undefined;
   resolve: (r: ResponseFrame) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
@@ -17,11 +18,17 @@ export class ReconnectingTransport implements Transport {
   readonly #waiting = new Set<Waiter>();
   readonly #waitMs: number;
   #closed = false;
+  #epoch = 0;
 
   /** `waitMs`: how long a call waits for a connection before failing with DisconnectedError (0: fail at once). */
   constructor(name: string, waitMs: number) {
     this.name = name;
     this.#waitMs = waitMs;
+  }
+
+  /** Connections attached so far; see Transport.epoch. */
+  get epoch(): number {
+    return this.#epoch;
   }
 
   get connected(): boolean {
@@ -31,10 +38,11 @@ export class ReconnectingTransport implements Transport {
   /** Installs a fresh connection and releases the calls that were waiting for one. */
   attach(t: Transport): void {
     this.#current = t;
+    this.#epoch++;
     for (const w of [...this.#waiting]) {
       this.#waiting.delete(w);
       clearTimeout(w.timer);
-      t.call(w.frame).then(w.resolve, w.reject);
+      this.call(w.frame, w.epoch).then(w.resolve, w.reject);
     }
   }
 
@@ -45,13 +53,19 @@ export class ReconnectingTransport implements Transport {
     return t;
   }
 
-  call(frame: RequestFrame): Promise<ResponseFrame> {
+  call(frame: RequestFrame, epoch?: number): Promise<ResponseFrame> {
     if (this.#closed) return Promise.reject(new DisconnectedError(`${this.name}: closed`));
+    if (epoch !== undefined && epoch !== this.#epoch) {
+      // The ids in this request died with the connection they came from; the caller learns that the way it would
+      // have had the request been in flight when the connection went.
+      return Promise.reject(new DisconnectedError(`${this.name}: the connection this request's handle belonged to is gone`));
+    }
     if (this.#current) return this.#current.call(frame);
     if (this.#waitMs <= 0) return Promise.reject(new DisconnectedError(`${this.name}: not connected`));
     return new Promise((resolve, reject) => {
       const w: Waiter = {
         frame,
+        epoch,
         resolve,
         reject,
         timer: setTimeout(() => {

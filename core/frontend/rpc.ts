@@ -12,6 +12,8 @@ export interface CallContext {
   syscall: string;
   path?: string;
   dest?: string;
+  /** The transport epoch the ids in this request were handed out in (see Transport.epoch). */
+  epoch?: number;
 }
 
 export interface Reply {
@@ -36,7 +38,12 @@ export class Rpc {
     } catch (err) {
       throw err instanceof ErrnoError ? this.#retag(err, ctx) : err;
     }
-    const response = await this.transport.call(frame);
+    let response;
+    try {
+      response = await this.transport.call(frame, ctx.epoch);
+    } catch (err) {
+      throw err instanceof ErrnoError ? this.#retag(err, ctx) : err;
+    }
     const header = this.#decode(() => decodeResponse(response.slot));
     if (header.status !== 0) {
       throw new ErrnoError(-header.status, opName(spec.op), ctx.path, { syscall: ctx.syscall, dest: ctx.dest });

@@ -34,7 +34,13 @@ export interface ResponseFrame {
 export interface Transport {
   /** For logs and errors, e.g. 'stream:/run/xenfs/guest.sock'. */
   readonly name: string;
-  call(frame: RequestFrame): Promise<ResponseFrame>;
+  /**
+   * Transports that reconnect count their connections here. Ids the server handed out (file handles, nodes)
+   * belong to one connection: a call that passes the epoch it got them in is refused with DisconnectedError,
+   * without being sent, once the transport has moved on — a restarted dom0 may have given the same id to another file.
+   */
+  readonly epoch?: number;
+  call(frame: RequestFrame, epoch?: number): Promise<ResponseFrame>;
   /** Idempotent. Rejects outstanding calls with DisconnectedError and releases the connection. */
   close(): Promise<void>;
 }

@@ -93,10 +93,12 @@ export class GuestSession extends EventEmitter<SessionEvents> {
   }
 
   /** Ends the session: stops serving, closes the guest's handles and its control channel. Idempotent. */
-  close(reason = 'closed by dom0'): void {
+  close(reason = 'closed by dom0', replaced = false): void {
     if (this.#closed) return;
     try {
-      this.#conn.send({ type: 'state', state: 'Closing' });
+      // `replaced` tells the old guest not to reconnect: two guests of one name would otherwise evict each other
+      // for ever.
+      this.#conn.send({ type: 'state', state: 'Closing', reason, replaced });
     } catch {
       // the guest may be gone already
     }
@@ -175,7 +177,9 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       // guest is served the per-request way instead (it still works: its grants just stay unrevoked).
       if (ring.ringSlots * 32 > g.limits.maxMappedGrants) this.#features &= ~Feature.PERSISTENT_GRANTS;
       welcome.features = this.#features;
-      const [memFd, evtRxFd, evtTxFd] = fds as [number, number, number];
+      // Taken out of the array: #onMessage closes whatever a refused hello leaves there, and a descriptor closed
+      // twice may by then be another guest's file, opened meanwhile by an engine thread.
+      const [memFd, evtRxFd, evtTxFd] = fds.splice(0) as [number, number, number];
       try {
         this.#engine = this.#startEngine(
           { transport: 'ring', memFd, evtRxFd, evtTxFd, ...ring, memPages: ring.memPages },
@@ -184,12 +188,12 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       } catch (err) {
         throw new ProtocolError(`ring setup refused: ${(err as Error).message}`);
       } finally {
-        for (const fd of fds) closeFd(fd);
+        for (const fd of [memFd, evtRxFd, evtTxFd]) closeFd(fd);
       }
       this.#conn.send(welcome);
       this.#setState('Connected');
     } else {
-      for (const fd of fds) closeFd(fd);
+      for (const fd of fds.splice(0)) closeFd(fd);
       const token = crypto.randomBytes(32).toString('hex');
       const offer = this.#host.offerStream(this, token);
       if (!offer || (hello.transport === 'unix' && !offer.unixPath) || (hello.transport === 'tcp' && !offer.tcpPort)) {

@@ -91,7 +91,7 @@ export class XenfsServer extends EventEmitter<ServerEvents> implements SessionHo
 
   claim(name: string, session: GuestSession): void {
     const old = this.#byName.get(name);
-    if (old && old !== session) old.close('replaced by a new connection of the same domain');
+    if (old && old !== session) old.close('replaced by a new connection of the same domain', true);
     this.#byName.set(name, session);
   }
 

@@ -2,6 +2,8 @@
 // locks around it.
 #pragma once
 
+#include <sys/random.h>
+
 #include <cstdint>
 #include <new>
 #include <utility>
@@ -12,9 +14,18 @@ namespace xenfs {
 // Ids are (generation << 32) | (index + 1): 0 is never an id, and a stale id never reaches the slot's next
 // occupant because freeing a slot bumps its generation. Generation 0 is reserved for slots pinned at
 // construction (pin), which therefore get ids 1..n and are never freed.
+//
+// Each table starts its generations at a random value: a guest that reconnects to a restarted dom0 may still
+// hold ids from the old session, and with fixed generations they would name the new session's objects (its
+// first open file would answer to the old first handle). With random ones a stale id misses with 1 - 2^-32.
 template <class T>
 class SlotTable {
  public:
+  SlotTable() {
+    if (getrandom(&first_gen_, sizeof first_gen_, 0) != sizeof first_gen_) first_gen_ = 0x9e3779b9u;
+    if (first_gen_ == 0) first_gen_ = 1;
+  }
+
   // Pins value in slot index with generation 0: id index + 1. Not counted in live().
   void pin(size_t index, T value) {
     if (slots_.size() <= index) slots_.resize(index + 1);
@@ -38,6 +49,7 @@ class SlotTable {
       if (slots_.size() >= UINT32_MAX - 1) throw std::bad_alloc();
       free_.reserve(slots_.size() + 1);  // so take() never allocates
       slots_.emplace_back();
+      slots_.back().gen = first_gen_;
       index = static_cast<uint32_t>(slots_.size() - 1);
     } else {
       index = free_.back();
@@ -95,6 +107,7 @@ class SlotTable {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
   uint32_t live_ = 0;
+  uint32_t first_gen_ = 1;
 };
 
 }  // namespace xenfs
