@@ -1,10 +1,9 @@
 // The guest's side of one shared-ring connection: its memory laid out as grant table, ring and per-request data
 // buffers, the event channel, and the request loop. Bytes in, bytes out: it knows slots, grants and
 // notifications, not what the requests mean (beyond where the segment fields sit).
-import { DomainMemory, PAGE_SIZE } from '../xen/memory.ts';
-import { GrantTable } from '../xen/grant-table.ts';
-import { EventChannel, type EventChannelFds } from '../xen/event-channel.ts';
+import { PAGE_SIZE } from '../xen/memory.ts';
 import { FrontRing } from '../xen/shared-ring.ts';
+import { emulated, type DomainPages, type EventPort, type GuestPlatform, type Granter, type RingFront } from '../xen/platform.ts';
 
 export const SLOT_SIZE = 512;
 const SEGS_OFFSET = 64;
@@ -23,6 +22,8 @@ export interface GuestRingOptions {
    * for the life of the ring, instead of granted and revoked around every request.
    */
   persistent?: boolean;
+  /** The hypervisor primitives; the one-kernel emulation by default. */
+  platform?: GuestPlatform;
 }
 
 /** What dom0 needs to map this ring: sent in the hello message, with `memFd` and the remote event channel fds. */
@@ -63,12 +64,12 @@ const pagesFor = (bytes: number): number => Math.ceil(bytes / PAGE_SIZE);
  * contiguous run that dom0 maps with a single mmap.
  */
 export class GuestRing {
-  readonly memory: DomainMemory;
+  readonly memory: DomainPages;
   readonly setup: GuestRingSetup;
-  readonly #grants: GrantTable;
-  readonly #ring: FrontRing;
-  readonly #evtchn: EventChannel;
-  readonly #remoteFds: EventChannelFds;
+  readonly #grants: Granter;
+  readonly #ring: RingFront;
+  readonly #evtchn: EventPort;
+  readonly #remoteFds: number[];
   readonly #dataFrame0: number;
   readonly #dataRef0: number;
   readonly #freeTags: number[] = [];
@@ -91,10 +92,11 @@ export class GuestRing {
     const entries = ringPages + dataPages;
     const tablePages = pagesFor(entries * 8);
     const memPages = tablePages + ringPages + dataPages;
-    this.memory = new DomainMemory(memPages, opts.name ?? 'xenfs-guest');
-    this.#grants = new GrantTable(this.memory, 0, entries);
+    const platform = opts.platform ?? emulated;
+    this.memory = platform.allocate(memPages, opts.name ?? 'xenfs-guest');
+    this.#grants = platform.granter(this.memory, 0, entries);
     const ringOffset = tablePages * PAGE_SIZE;
-    this.#ring = new FrontRing(this.memory, ringOffset, slots);
+    this.#ring = platform.frontRing(this.memory, ringOffset, slots);
     // The ring's own pages are granted like any other: refs 0..ringPages-1.
     const ringRefs: number[] = [];
     for (let i = 0; i < ringPages; i++) {
@@ -114,16 +116,16 @@ export class GuestRing {
       }
       this.#grants.grantMany(refs, frames, DOM0, false);
     }
-    const pair = EventChannel.allocatePair();
-    this.#evtchn = new EventChannel(pair.local);
-    this.#remoteFds = pair.remote;
+    const chan = platform.eventChannel();
+    this.#evtchn = chan.port;
+    this.#remoteFds = chan.remote;
     this.#evtchn.bind(() => this.#drain());
     this.setup = { memPages, grantTable: { offset: 0, entries }, ringRefs, ringSlots: slots };
   }
 
   /** Descriptors for dom0: [memory, guest→dom0 eventfd, dom0→guest eventfd]. Still ours after sending. */
   get remoteFds(): number[] {
-    return [this.memory.fd, this.#remoteFds.rx, this.#remoteFds.tx];
+    return [this.memory.fd, ...this.#remoteFds];
   }
 
   /** Sends dom0 a notification without publishing anything. */

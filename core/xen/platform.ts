@@ -1,0 +1,69 @@
+// The seam between XenFS and the hypervisor primitives. Everything above core/xen (rings, the client, the server)
+// reaches grant tables, event channels and domain memory through these interfaces, so a backend over real Xen
+// (libxengnttab/libxengntshr for grants, libxenevtchn for event channels, libxenstore for the control channel)
+// can replace the emulation here without touching them. `emulated` is the one-kernel implementation: domains are
+// processes, memory is a sealed memfd, event channels are eventfds.
+import { DomainMemory } from './memory.ts';
+import { GrantTable } from './grant-table.ts';
+import { EventChannel, type EventChannelFds } from './event-channel.ts';
+import { FrontRing } from './shared-ring.ts';
+
+/** A domain's own memory, page-granular. Real Xen: pages allocated by the domain's kernel. */
+export interface DomainPages {
+  readonly bytes: Buffer;
+  readonly pages: number;
+  /** Descriptor dom0 needs to reach the pages (emulation only; -1 on real Xen, where grants suffice). */
+  readonly fd: number;
+  close(): void;
+}
+
+/** The granting side. Real Xen: xengntshr / the guest kernel's grant table. */
+export interface Granter {
+  grant(ref: number, domid: number, frame: number, readOnly: boolean): void;
+  grantMany(refs: Uint32Array, frames: Uint32Array, domid: number, readOnly: boolean): void;
+  endAccess(ref: number): boolean;
+  endMany(refs: Uint32Array): number;
+}
+
+/** One end of an event channel. Real Xen: an xenevtchn port. */
+export interface EventPort {
+  bind(handler: (count: number) => void): void;
+  notify(): void;
+  mask(): void;
+  unmask(): void;
+  close(): void;
+}
+
+/** The front end of an io/ring.h ring in the domain's own pages. */
+export interface RingFront {
+  push(slot: Buffer): boolean;
+  publish(): boolean;
+  take(): Buffer | null;
+  finalCheck(): boolean;
+  poll(micros: number): boolean;
+  readonly free: number;
+  readonly outstanding: number;
+}
+
+export interface GuestPlatform {
+  allocate(pages: number, name: string): DomainPages;
+  granter(memory: DomainPages, tableOffset: number, entries: number): Granter;
+  /** A fresh unbound channel: our port, and what dom0 needs to bind the other end (descriptors here). */
+  eventChannel(): { port: EventPort; remote: number[] };
+  frontRing(memory: DomainPages, offset: number, slots: number): RingFront;
+}
+
+export const emulated: GuestPlatform = {
+  allocate: (pages, name) => new DomainMemory(pages, name),
+  granter: (memory, offset, entries) => new GrantTable(asEmulated(memory), offset, entries),
+  eventChannel: () => {
+    const { local, remote }: { local: EventChannelFds; remote: EventChannelFds } = EventChannel.allocatePair();
+    return { port: new EventChannel(local), remote: [remote.rx, remote.tx] };
+  },
+  frontRing: (memory, offset, slots) => new FrontRing(asEmulated(memory), offset, slots),
+};
+
+function asEmulated(memory: DomainPages): DomainMemory {
+  if (!(memory instanceof DomainMemory)) throw new TypeError('the emulated platform needs its own DomainMemory');
+  return memory;
+}
