@@ -64,6 +64,15 @@ class Reader {
     return isObj(v) ? v : this.fail(key, 'must be an object');
   }
 
+  /** An object whose keys are all in `known`: a misspelt key (`readonly`) is an error, never silently ignored. */
+  strictObj(v: unknown, key: string, known: readonly string[]): Obj {
+    const o = this.obj(v, key);
+    for (const k of Object.keys(o)) {
+      if (!known.includes(k)) this.fail(`${key}.${k}`, `is not a known key (${known.join(', ')})`);
+    }
+    return o;
+  }
+
   str(v: unknown, key: string): string {
     return typeof v === 'string' && v.length > 0 ? v : this.fail(key, 'must be a non-empty string');
   }
@@ -108,7 +117,7 @@ function readExport(r: Reader, v: unknown, key: string, shared: Map<string, Expo
   if (typeof v === 'string') {
     return shared.get(v) ?? r.fail(key, `names no shared export '${v}'`);
   }
-  const o = r.obj(v, key);
+  const o = r.strictObj(v, key, ['name', 'path', 'readOnly']);
   const name = r.str(o.name, `${key}.name`);
   const p = path.resolve(dir, r.str(o.path, `${key}.path`));
   const readOnly = o.readOnly === undefined ? false : r.bool(o.readOnly, `${key}.readOnly`);
@@ -127,8 +136,11 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
   if (o.exports !== undefined) {
     const ex = r.obj(o.exports, 'exports');
     for (const [name, v] of Object.entries(ex)) {
-      const e = r.obj(v, `exports.${name}`);
+      const e = r.strictObj(v, `exports.${name}`, ['path', 'readOnly']);
       // Exports shared by several guests are read-only: one guest's writes must never be another's surprise.
+      if (e.readOnly !== undefined && e.readOnly !== true) {
+        r.fail(`exports.${name}.readOnly`, 'must be true if given: shared exports are always read-only');
+      }
       shared.set(name, { name, path: path.resolve(dir, r.str(e.path, `exports.${name}.path`)), readOnly: true });
     }
   }
@@ -136,7 +148,7 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
   const names = new Set<string>();
   const guests = o.guests.map((g, i): GuestConfig => {
     const key = `guests[${i}]`;
-    const go = r.obj(g, key);
+    const go = r.strictObj(g, key, ['name', 'secret', 'uid', 'exports', 'limits']);
     const name = r.str(go.name, `${key}.name`);
     if (name.length > MAX_DOMAIN_NAME || !/^[A-Za-z0-9._-]+$/.test(name)) {
       r.fail(`${key}.name`, `must be 1..${MAX_DOMAIN_NAME} of A-Z a-z 0-9 . _ -`);
@@ -150,15 +162,23 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
       r.fail(key, 'needs a secret or a uid: an unauthenticated guest could claim any name');
     }
     if (!Array.isArray(go.exports) || go.exports.length === 0) r.fail(`${key}.exports`, 'must be a non-empty array');
-    guest.exports = go.exports.map((e, j) => readExport(r, e, `${key}.exports[${j}]`, shared, dir));
+    const specs: unknown[] = go.exports;
+    guest.exports = specs.map((e, j) => readExport(r, e, `${key}.exports[${j}]`, shared, dir));
+    // Guests find an export by name: a second one of the same name could never be reached.
+    guest.exports.forEach((e, j) => {
+      if (guest.exports.findIndex((x) => x.name === e.name) !== j) {
+        r.fail(typeof specs[j] === 'string' ? `${key}.exports[${j}]` : `${key}.exports[${j}].name`,
+          `duplicates export '${e.name}'`);
+      }
+    });
     return guest;
   });
   const listen = { unix: false, tcp: null as { host: string; port: number } | null };
   if (o.listen !== undefined) {
-    const l = r.obj(o.listen, 'listen');
+    const l = r.strictObj(o.listen, 'listen', ['unix', 'tcp']);
     if (l.unix !== undefined) listen.unix = r.bool(l.unix, 'listen.unix');
     if (l.tcp !== undefined) {
-      const t = r.obj(l.tcp, 'listen.tcp');
+      const t = r.strictObj(l.tcp, 'listen.tcp', ['host', 'port']);
       const host = t.host === undefined ? '127.0.0.1' : r.str(t.host, 'listen.tcp.host');
       listen.tcp = { host, port: t.port === undefined ? 0 : r.int(t.port, 'listen.tcp.port', 0, 65535) };
     }
