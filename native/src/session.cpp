@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -25,6 +26,18 @@ inline void cpu_relax() {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+// A guest-supplied event channel must be an eventfd: a memfd or a regular file polls as always readable, and the
+// ring thread would spin on it for as long as the guest stays connected. Linux names an eventfd's file in /proc.
+bool is_eventfd(int fd) {
+  char link[64];
+  char target[32];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n < 0) return false;
+  target[n] = '\0';
+  return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 size_t data_bytes(const proto::Request& req, const OpSpec& spec) {
@@ -123,6 +136,8 @@ RingSession::RingSession(std::unique_ptr<FileBackend> backend, uint32_t features
     : Session(std::move(backend), features, limits), slots_(setup.ring_slots), evt_rx_(-1), evt_tx_(-1),
       stop_fd_(-1) {
   std::string why;
+  if (!is_eventfd(setup.evt_rx) || !is_eventfd(setup.evt_tx))
+    throw std::runtime_error("event channel descriptors must be eventfds");
   if (!ring_size_ok(setup.ring_slots)) throw std::runtime_error("ring size must be a power of two in 8..256");
   size_t pages_needed = (ring_bytes(setup.ring_slots) + proto::kPageSize - 1) / proto::kPageSize;
   if (setup.ring_refs.size() != pages_needed)
