@@ -111,6 +111,7 @@ export class GuestSession extends EventEmitter<SessionEvents> {
     if (!g || this.#engine || this.#closed) return closeFd(fd);
     try {
       this.#engine = this.#startEngine({ transport: 'stream', fd }, g);
+      this.#host.claim(g.name, this);
       this.#setState('Connected');
     } finally {
       closeFd(fd);
@@ -154,7 +155,6 @@ export class GuestSession extends EventEmitter<SessionEvents> {
     const g = this.#authenticate(hello);
     this.#features = hello.features & ALL_FEATURES;
     this.#guest = g;
-    this.#host.claim(g.name, this);
     this.#setState('Initialised');
     const exports = g.exports.map((e, i) => ({ name: e.name, node: i + 1, readOnly: e.readOnly }));
     const welcome: Record<string, unknown> = {
@@ -190,6 +190,8 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       } finally {
         for (const fd of [memFd, evtRxFd, evtTxFd]) closeFd(fd);
       }
+      // Only a guest whose ring is up takes its name over: a broken hello must not evict a working session.
+      this.#host.claim(g.name, this);
       this.#conn.send(welcome);
       this.#setState('Connected');
     } else {

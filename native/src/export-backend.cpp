@@ -379,6 +379,17 @@ void ExportBackend::drop_lookups(uint64_t id, uint64_t count) {
   dropped = nodes_.take(id);
 }
 
+bool ExportBackend::nodes_full() const {
+  std::lock_guard lock(nodes_mu_);
+  return nodes_.live() >= limits_.max_nodes;
+}
+
+// Removes an entry this call created but could not hand to the guest (a limit lost in a race): the guest was
+// told the call failed, so the entry must not exist either.
+void ExportBackend::undo_entry(int parent_fd, const char* name) {
+  if (unlinkat(parent_fd, name, 0) < 0 && errno == EISDIR) unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
 bool ExportBackend::handles_full() const {
   std::lock_guard lock(handles_mu_);
   return handles_.live() >= limits_.max_handles;
@@ -629,6 +640,7 @@ int ExportBackend::create(const Call& c, proto::Response& r) {
   if (int e = node(c.req.node, parent)) return e;
   if (read_only(parent.exp)) return -EROFS;
   if (handles_full()) return -EMFILE;
+  if (nodes_full()) return -ENFILE;
   const bool exclusive = c.req.arg32a & O_EXCL;
   const mode_t mode = c.req.arg32b & 07777 & ~kSetIdBits;
   // Always O_EXCL first so an existing name is never opened by the O_CREAT path (which would open a FIFO or a
@@ -637,7 +649,9 @@ int ExportBackend::create(const Call& c, proto::Response& r) {
     int fd = openat2_beneath(parent.fdn(), name.s, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
     if (fd >= 0) {
       restore_mode(fd, mode);
-      return finish_create(parent.exp, fd, r);
+      int e = finish_create(parent.exp, fd, r);
+      if (e) undo_entry(parent.fdn(), name.s);
+      return e;
     }
     if (fd != -EEXIST || exclusive) return fd;
     int path_fd;
@@ -790,11 +804,15 @@ int ExportBackend::make_entry(const Call& c, proto::Response& r, MakeFn make, mo
   NodeRef parent;
   if (int e = node(c.req.node, parent)) return e;
   if (read_only(parent.exp)) return -EROFS;
+  // Checked before anything is made: a limit must refuse the call, not leave an entry the guest was told failed.
+  if (nodes_full()) return -ENFILE;
   if (int e = make(c, parent.fdn(), name.s, mode)) return e;
   int fd;
   if (int e = resolve(parent, name.s, fd)) return e;
   if (mode) restore_mode(fd, mode);
-  return add_entry(parent.exp, fd, r);
+  int e = add_entry(parent.exp, fd, r);
+  if (e) undo_entry(parent.fdn(), name.s);
+  return e;
 }
 
 int ExportBackend::mkdir(const Call& c, proto::Response& r) {
@@ -860,6 +878,7 @@ int ExportBackend::link(const Call& c, proto::Response& r) {
   struct stat st;
   if (int e = stat_fd(src.fdn(), st)) return e;
   if (S_ISDIR(st.st_mode)) return -EPERM;
+  if (nodes_full()) return -ENFILE;
   if (linkat(src.fdn(), "", parent.fdn(), name.s, AT_EMPTY_PATH) < 0) {
     // Without CAP_DAC_READ_SEARCH AT_EMPTY_PATH answers ENOENT; the magic link does the same job then (it
     // lands on the source inode itself, a symlink included, and never beyond it).
@@ -870,7 +889,9 @@ int ExportBackend::link(const Call& c, proto::Response& r) {
   }
   int fd;
   if (int e = resolve(parent, name.s, fd)) return e;
-  return add_entry(parent.exp, fd, r);
+  int e = add_entry(parent.exp, fd, r);
+  if (e) undo_entry(parent.fdn(), name.s);
+  return e;
 }
 
 // ---- extended attributes ----

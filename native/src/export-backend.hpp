@@ -149,6 +149,8 @@ class ExportBackend final : public FileBackend {
   int chmod_fd(int fd, mode_t mode) const;
   void restore_mode(int fd, mode_t wanted) const;
   bool past_size_cap(uint64_t offset, uint64_t len) const;
+  bool nodes_full() const;
+  static void undo_entry(int parent_fd, const char* name);
   int set_mode(int fd, const struct stat& st, uint32_t mode) const;
   int set_size(const Target& t, const struct stat& st, uint64_t size) const;
   int finish_create(uint32_t exp, int fd, proto::Response& r);
