@@ -5,10 +5,11 @@
 #   build-essential python3   node-gyp builds the native addon
 #   fuse3 libfuse2 libfuse-dev  fusermount3 and /dev/fuse tooling; libfuse2 + headers for fuse-native.
 #                               Never Debian's `fuse` (FUSE 2 tools): it conflicts with fuse3.
-#   util-linux procps iproute2  unshare/nsenter/mount, ps/pkill for test cleanup, ip for network namespaces
+#   util-linux procps iproute2  unshare/nsenter/mount, ps for test cleanup, ip for network namespaces
+#   strace                      the hello test checks each refused descriptor is closed exactly once
 set -euo pipefail
 
-packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2)
+packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2 strace)
 
 missing=()
 for pkg in "${packages[@]}"; do
