@@ -90,5 +90,6 @@ export class RawGuest {
 
   close(): void {
     this.conn.close();
+    this.ring.close(new Error('raw guest closed'));
   }
 }

@@ -210,6 +210,7 @@ test('an index past the ring gets the guest disconnected, with the reason logged
   const until = Date.now() + 5000;
   while (!evil.closed && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   assert.ok(evil.closed, 'dom0 closed the hostile guest');
+  evil.close();
   await new Promise((r) => setTimeout(r, 50));
   assert.ok(
     dom0.logs().some((l) => l.msg === 'guest disconnected: protocol violation' && String(l.reason).includes('past the ring')),
