@@ -25,7 +25,10 @@ const ROUNDS = opt('--rounds', 3);
 const FILE_MB = 64;
 const READ_SIZE = 128 * 1024;
 const READ_DEPTH = 8;
-const TRANSPORTS: TransportKind[] = ['ring', 'unix', 'tcp'];
+const only = args.indexOf('--transports');
+const TRANSPORTS: TransportKind[] =
+  only >= 0 ? ((args[only + 1] ?? '').split(',') as TransportKind[]) : ['ring', 'unix', 'tcp'];
+if (!TRANSPORTS.every((t) => ['ring', 'unix', 'tcp'].includes(t))) throw new Error('--transports: ring,unix,tcp');
 
 interface Sample {
   ops: number;

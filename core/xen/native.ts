@@ -42,6 +42,7 @@ export interface NativeEventChannel {
 export interface NativeFrontRing {
   push(slot: Buffer): boolean;
   publish(): boolean;
+  pushPublish(slot: Buffer): 0 | 1 | 2;
   take(): Buffer | null;
   finalCheck(): boolean;
   poll(micros: number): boolean;

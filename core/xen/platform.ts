@@ -38,6 +38,7 @@ export interface EventPort {
 export interface RingFront {
   push(slot: Buffer): boolean;
   publish(): boolean;
+  pushPublish(slot: Buffer): 0 | 1 | 2;
   take(): Buffer | null;
   finalCheck(): boolean;
   poll(micros: number): boolean;

@@ -28,6 +28,14 @@ export class FrontRing {
     return this.#ring.publish();
   }
 
+  /**
+   * Pushes and publishes one request at once, so dom0 can start on it while we prepare the next:
+   * 0 the ring is full, 1 published, 2 published and dom0 asked to be notified.
+   */
+  pushPublish(slot: Buffer): 0 | 1 | 2 {
+    return this.#ring.pushPublish(slot);
+  }
+
   /** Copies out every unconsumed response, or null. */
   take(): Buffer | null {
     return this.#ring.take();

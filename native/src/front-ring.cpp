@@ -11,6 +11,7 @@ namespace xenfs {
 Napi::Function FrontRing::Define(Napi::Env env) {
   return DefineClass(env, "FrontRing",
                      {InstanceMethod<&FrontRing::Push>("push"), InstanceMethod<&FrontRing::Publish>("publish"),
+                      InstanceMethod<&FrontRing::PushPublish>("pushPublish"),
                       InstanceMethod<&FrontRing::Take>("take"), InstanceMethod<&FrontRing::FinalCheck>("finalCheck"),
                       InstanceMethod<&FrontRing::Poll>("poll"), InstanceAccessor<&FrontRing::Free>("free"),
                       InstanceAccessor<&FrontRing::Outstanding>("outstanding")});
@@ -47,6 +48,18 @@ Napi::Value FrontRing::Push(const Napi::CallbackInfo& info) {
   std::memcpy(core_->request_slot(), info[0].As<Napi::Buffer<uint8_t>>().Data(), proto::kSlotSize);
   core_->advance_request();
   return Napi::Boolean::New(env, true);
+}
+
+Napi::Value FrontRing::PushPublish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != proto::kSlotSize) {
+    Napi::TypeError::New(env, "pushPublish(slot): a 512-byte Buffer expected").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (core_->free_requests() == 0) return Napi::Number::New(env, 0);
+  std::memcpy(core_->request_slot(), info[0].As<Napi::Buffer<uint8_t>>().Data(), proto::kSlotSize);
+  core_->advance_request();
+  return Napi::Number::New(env, core_->push_requests() ? 2 : 1);
 }
 
 Napi::Value FrontRing::Publish(const Napi::CallbackInfo& info) {

@@ -204,8 +204,8 @@ RingSession::~RingSession() {
 void RingSession::wake() { evtchn_notify(stop_fd_); }
 
 bool RingSession::spin_for_requests() {
-  if (limits_.spin_us == 0) return false;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(limits_.spin_us);
+  if (poll_ns_ == 0) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(poll_ns_);
   do {
     for (int i = 0; i < 64; i++) {
       if (ring_->unconsumed_requests() != 0 || stopping_.load(std::memory_order_relaxed)) return true;
@@ -217,9 +217,21 @@ bool RingSession::spin_for_requests() {
 
 void RingSession::sleep_for_requests() {
   pollfd fds[2] = {{evt_rx_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  auto slept_from = std::chrono::steady_clock::now();
   if (poll(fds, 2, -1) > 0 && (fds[0].revents & POLLIN)) {
     evtchn_drain(evt_rx_);
     stats_.wakeups++;
+  }
+  // Decided after the sleep, as KVM's halt polling does: woken within the polling limit means a longer poll would
+  // have caught the request without a wake-up, so poll longer; a sleep past the limit means the guest went
+  // quiet, so poll less (down to not at all).
+  const uint64_t max_ns = uint64_t{limits_.spin_us} * 1000;
+  auto slept = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - slept_from);
+  if (static_cast<uint64_t>(slept.count()) < max_ns) {
+    uint64_t grown = poll_ns_ == 0 ? 10000 : uint64_t{poll_ns_} * 2;
+    poll_ns_ = static_cast<uint32_t>(std::min(grown, max_ns));
+  } else {
+    poll_ns_ /= 2;
   }
 }
 

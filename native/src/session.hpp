@@ -25,7 +25,10 @@ namespace xenfs {
 struct SessionLimits {
   uint64_t max_bytes_in_flight = 16u << 20;  // data handed to the pool and not yet answered
   uint32_t max_mapped_grants = 8192;
-  uint32_t spin_us = 20;  // how long the ring thread polls for more requests before sleeping
+  // Most microseconds the ring thread polls for more requests before sleeping. The poll adapts within it, as
+  // KVM's halt polling does: it grows while sleeps turn out shorter than the limit (a wake-up would have cost more
+  // than the poll) and shrinks when polling finds nothing, so an idle guest costs no CPU.
+  uint32_t spin_us = 200;
 };
 
 struct SessionStats {
@@ -116,6 +119,7 @@ class RingSession final : public Session {
   std::unique_ptr<BackRingCore> ring_;
   uint32_t slots_;
   int evt_rx_, evt_tx_, stop_fd_;
+  uint32_t poll_ns_ = 0;  // current adaptive poll window, <= spin_us
   std::mutex rsp_mu_;
   std::mutex persistent_mu_;
   std::vector<uint8_t*> persistent_;            // page address by grant reference; nullptr = not mapped yet

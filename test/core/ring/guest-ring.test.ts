@@ -20,11 +20,12 @@ before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-ring-'));
   fs.mkdirSync(path.join(dir, 'export'));
   fs.writeFileSync(path.join(dir, 'export', 'data'), Buffer.alloc(1 << 20, 7));
-  const guests = ['burst', 'queue', 'plain', 'pers'].map((name) => ({
+  const guests = ['burst', 'queue', 'plain', 'pers', 'idle'].map((name) => ({
     name,
     secret: 'x',
     exports: [{ name: 'e', path: 'export' }],
-    limits: { spinMicros: 0 },
+    // Counting wake-ups needs dom0 to sleep between batches; the idle test needs the default adaptive polling.
+    limits: { spinMicros: name === 'idle' ? 200 : 0 },
   }));
   server = new XenfsServer(parseConfig({ stateDir: 'state', guests }, path.join(dir, 'cfg.json')), silentLogger);
   server.start();
@@ -80,4 +81,16 @@ test('data moves through granted pages with and without persistent grants', asyn
     else assert.equal(st.mappedGrants, ringPages, 'only the ring stays mapped');
     await g.close();
   }
+});
+
+test('an idle guest costs dom0 no CPU: its polling backs off once requests stop', async () => {
+  const g = await Guest.connect({ controlPath: server.controlPath, domain: 'idle', secret: 'x' });
+  for (let i = 0; i < 2000; i++) assert.equal(await getattr(g), 0); // polling grows to its limit
+  await new Promise((r) => setTimeout(r, 100));
+  const before = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 500));
+  const used = process.cpuUsage(before);
+  // dom0's ring thread lives in this process: a thread still polling would show as ~500 ms here.
+  assert.ok(used.user + used.system < 100_000, `idle CPU ${(used.user + used.system) / 1000} ms in 500 ms`);
+  await g.close();
 });
