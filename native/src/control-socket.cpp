@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "event-channel.hpp"
+#include "uv-poll.hpp"
 
 namespace xenfs {
 
@@ -273,28 +274,14 @@ FdWatcher::FdWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatche
     return;
   }
   callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  poll_ = new uv_poll_t;
-  if (uv_poll_init(loop, poll_, info[0].As<Napi::Number>().Int32Value()) != 0) {
-    delete poll_;
-    poll_ = nullptr;
-    Napi::Error::New(env, "FdWatcher: cannot watch this descriptor").ThrowAsJavaScriptException();
-    return;
-  }
-  poll_->data = this;
-  uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, &FdWatcher::OnPoll);
+  poll_ = start_poll(env, info[0].As<Napi::Number>().Int32Value(), this, UV_READABLE | UV_DISCONNECT,
+                     &FdWatcher::OnPoll);
+  if (!poll_) Napi::Error::New(env, "FdWatcher: cannot watch this descriptor").ThrowAsJavaScriptException();
 }
 
 FdWatcher::~FdWatcher() { StopPoll(); }
 
-void FdWatcher::StopPoll() {
-  if (!poll_) return;
-  poll_->data = nullptr;
-  uv_poll_stop(poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-  poll_ = nullptr;
-}
+void FdWatcher::StopPoll() { close_poll(poll_); }
 
 void FdWatcher::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<FdWatcher*>(handle->data);

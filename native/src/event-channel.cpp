@@ -1,5 +1,7 @@
 #include "event-channel.hpp"
 
+#include "uv-poll.hpp"
+
 #include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -46,13 +48,7 @@ EventChannel::EventChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ev
 
 EventChannel::~EventChannel() { StopPoll(); }
 
-void EventChannel::StopPoll() {
-  if (!poll_) return;
-  poll_->data = nullptr;
-  uv_poll_stop(poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-  poll_ = nullptr;
-}
+void EventChannel::StopPoll() { close_poll(poll_); }
 
 void EventChannel::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* self = static_cast<EventChannel*>(handle->data);
@@ -88,14 +84,8 @@ Napi::Value EventChannel::Bind(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-  if (!poll_) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(info.Env(), &loop);
-    poll_ = new uv_poll_t;
-    uv_poll_init(loop, poll_, rx_);
-    poll_->data = this;
-    uv_poll_start(poll_, UV_READABLE, &EventChannel::OnPoll);
-  }
+  if (!poll_) poll_ = start_poll(info.Env(), rx_, this, UV_READABLE, &EventChannel::OnPoll);
+  if (!poll_) Napi::Error::New(info.Env(), "event channel: cannot watch its descriptor").ThrowAsJavaScriptException();
   return info.Env().Undefined();
 }
 
