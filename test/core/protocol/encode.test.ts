@@ -183,3 +183,15 @@ test('setattr payload round-trips and derives its mask', () => {
   assert.throws(() => encodeSetattr({ mtime: { sec: 0, nsec: 1e9 } }), RangeError);
   assert.throws(() => encodeSetattr({ size: -1 }), RangeError);
 });
+
+test('u64 fields: numbers past 2^32 (written as two halves) and bigints up to 2^64-1 round-trip', () => {
+  const big = 2 ** 40 + 5;
+  const { slot } = encodeRequest({ op: Op.READ, fh: 2n ** 64n - 1n, offset: big, node: 2 ** 53 - 1, len: 4096 });
+  const d = decodeRequest(slot, null);
+  assert.equal(d.fh, 2n ** 64n - 1n);
+  assert.equal(d.offset, BigInt(big));
+  assert.equal(d.node, BigInt(2 ** 53 - 1));
+  assert.throws(() => encodeRequest({ op: Op.READ, fh: 1, offset: -1, len: 1 }), RangeError);
+  assert.throws(() => encodeRequest({ op: Op.READ, fh: 1, offset: 2 ** 53, len: 1 }), RangeError);
+  assert.throws(() => encodeRequest({ op: Op.READ, fh: 1, offset: 1.5, len: 1 }), RangeError);
+});
