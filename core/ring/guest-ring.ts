@@ -168,23 +168,27 @@ export class GuestRing {
     let notify = false;
     // A tag stands for one ring slot as well as one buffer: while a tag is free, so is a slot.
     while (this.#queue.length > 0 && this.#freeTags.length > 0) {
-      const q = this.#queue.shift() as Queued;
-      const tag = this.#freeTags.pop() as number;
-      // Ids are 2^53-safe integers written as two u32 halves: cheaper than BigInt on the hot path.
-      const id = this.#nextId++;
-      const nrefs = this.#grantBuffer(tag, q);
-      q.slot.writeUInt32LE(id >>> 0, 0);
-      q.slot.writeUInt32LE(Math.floor(id / 0x100000000), 4);
-      this.#pending.set(id, { tag, nrefs, outLen: q.outLen, resolve: q.resolve, reject: q.reject });
-      // Published at once, not at the end of the turn: dom0, polling, starts on it while we build the next one,
-      // so its work overlaps ours. Notifying is what costs, and dom0 asks for that only when it is asleep.
-      if (this.#ring.pushPublish(q.slot) === 2) notify = true;
+      if (this.#send(this.#queue.shift() as Queued)) notify = true;
     }
     if (notify) this.#evtchn.notify();
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
+  }
+
+  /** Puts one request on the ring; true when dom0 asked to be notified. The caller made sure a tag is free. */
+  #send(q: Queued): boolean {
+    const tag = this.#freeTags.pop() as number;
+    // Ids are 2^53-safe integers written as two u32 halves: cheaper than BigInt on the hot path.
+    const id = this.#nextId++;
+    const nrefs = this.#grantBuffer(tag, q);
+    q.slot.writeUInt32LE(id >>> 0, 0);
+    q.slot.writeUInt32LE(Math.floor(id / 0x100000000), 4);
+    this.#pending.set(id, { tag, nrefs, outLen: q.outLen, resolve: q.resolve, reject: q.reject });
+    // Published at once, not at the end of the turn: dom0, polling, starts on it while we build the next one, so
+    // its work overlaps ours. Notifying is what costs, and dom0 asks for that only when it is asleep.
+    return this.#ring.pushPublish(q.slot) === 2;
   }
 
   #grantBuffer(tag: number, q: Queued): number {
