@@ -157,6 +157,7 @@ class ExportBackend final : public FileBackend {
   int make_entry(const Call& c, proto::Response& r, MakeFn make, mode_t mode);
   int remove(const Call& c, int flags);
   int xattr_fd(const NodeRef& n, int& out, bool& special) const;
+  int writable_xattr_fd(uint64_t id, int& fd);
 
   mutable std::mutex nodes_mu_;
   SlotTable<Node> nodes_;

@@ -69,19 +69,25 @@ int ExportBackend::getxattr(const Call& c, proto::Response& r) {
   return reply_bytes(c, r, buf.get(), static_cast<size_t>(size));
 }
 
+// The descriptor set/removexattr change a node's attributes through: refused on a read-only export, and on
+// symlinks and special files, where Linux keeps no user.* attributes either.
+int ExportBackend::writable_xattr_fd(uint64_t id, int& fd) {
+  NodeRef n;
+  if (int e = node(id, n)) return e;
+  if (read_only(n.exp)) return -EROFS;
+  bool special;
+  if (int e = xattr_fd(n, fd, special)) return e;
+  return special ? -EPERM : 0;
+}
+
 int ExportBackend::setxattr(const Call& c, proto::Response&) {
   CStr name;
   if (int e = copy_xattr_name(c.name1, name)) return e;
   const int flags = static_cast<int>(c.req.arg32a);
   if (flags & ~(XATTR_CREATE | XATTR_REPLACE)) return -EINVAL;
   if (c.in.len > limits_.max_xattr_size || c.in.len > XATTR_SIZE_MAX) return -E2BIG;
-  NodeRef n;
-  if (int e = node(c.req.node, n)) return e;
-  if (read_only(n.exp)) return -EROFS;
   int fd = -1;
-  bool special;
-  if (int e = xattr_fd(n, fd, special)) return e;
-  if (special) return -EPERM;
+  if (int e = writable_xattr_fd(c.req.node, fd)) return e;
   Closer closer{fd};
   // Copied out once: the guest may be rewriting the pages while the filesystem reads them.
   std::unique_ptr<char[]> value(new (std::nothrow) char[c.in.len + 1]);
@@ -119,13 +125,8 @@ int ExportBackend::listxattr(const Call& c, proto::Response& r) {
 int ExportBackend::removexattr(const Call& c, proto::Response&) {
   CStr name;
   if (int e = copy_xattr_name(c.name1, name)) return e;
-  NodeRef n;
-  if (int e = node(c.req.node, n)) return e;
-  if (read_only(n.exp)) return -EROFS;
   int fd = -1;
-  bool special;
-  if (int e = xattr_fd(n, fd, special)) return e;
-  if (special) return -EPERM;
+  if (int e = writable_xattr_fd(c.req.node, fd)) return e;
   Closer closer{fd};
   return fremovexattr(fd, name.s) < 0 ? neg_errno() : 0;
 }
