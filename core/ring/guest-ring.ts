@@ -73,6 +73,8 @@ export class GuestRing {
   readonly #dataFrame0: number;
   readonly #dataRef0: number;
   readonly #freeTags: number[] = [];
+  /** Where responses are copied off the ring, a ring's worth at a time. */
+  readonly #scratch: Buffer;
   readonly #pending = new Map<number, Pending>();
   readonly #queue: Queued[] = [];
   readonly #pollMicros: number;
@@ -106,6 +108,7 @@ export class GuestRing {
     this.#dataFrame0 = tablePages + ringPages;
     this.#dataRef0 = ringPages;
     for (let t = slots - 1; t >= 0; t--) this.#freeTags.push(t);
+    this.#scratch = Buffer.alloc(slots * SLOT_SIZE);
     this.persistent = opts.persistent ?? true;
     if (this.persistent) {
       const refs = new Uint32Array(dataPages);
@@ -222,11 +225,12 @@ export class GuestRing {
 
   /** Consumes every response there is, without re-arming the event: more may be polled for first. */
   #takeAll(): void {
+    const scratch = this.#scratch;
     for (;;) {
       if (this.#closed) return;
-      const batch = this.#ring.take();
-      if (!batch) break;
-      for (let off = 0; off < batch.length; off += SLOT_SIZE) this.#complete(batch.subarray(off, off + SLOT_SIZE));
+      const n = this.#ring.takeInto(scratch);
+      if (n === 0) break;
+      for (let i = 0; i < n; i++) this.#complete(scratch, i * SLOT_SIZE);
     }
     if (this.#queue.length > 0) this.#pump();
   }
@@ -256,20 +260,22 @@ export class GuestRing {
     this.#scheduleArm();
   }
 
-  #complete(slot: Buffer): void {
-    const id = slot.readUInt32LE(0) + slot.readUInt32LE(4) * 0x100000000;
+  #complete(batch: Buffer, at: number): void {
+    const id = batch.readUInt32LE(at) + batch.readUInt32LE(at + 4) * 0x100000000;
     const p = this.#pending.get(id);
     if (!p) return; // dom0 is trusted, but a stray id must not take down the guest either
     this.#pending.delete(id);
     let data: Buffer | null = null;
-    const status = slot.readInt32LE(8);
-    const len = slot.readUInt32LE(12);
+    const status = batch.readInt32LE(at + 8);
+    const len = batch.readUInt32LE(at + 12);
     if (p.outLen > 0 && status === 0) {
       const start = (this.#dataFrame0 + p.tag * MAX_SEGS) * PAGE_SIZE;
       data = Buffer.from(this.memory.bytes.subarray(start, start + Math.min(len, p.outLen)));
     }
     this.#releaseTag(p.tag, p.nrefs);
-    // `slot` is a view into the batch take() copied out of the ring for us alone: no second copy needed.
+    // The caller keeps its slot; a slice of Node's buffer pool is far cheaper than an ArrayBuffer per batch.
+    const slot = Buffer.allocUnsafe(SLOT_SIZE);
+    batch.copy(slot, 0, at, at + SLOT_SIZE);
     p.resolve({ slot, data });
   }
 

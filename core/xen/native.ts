@@ -44,6 +44,7 @@ export interface NativeFrontRing {
   publish(): boolean;
   pushPublish(slot: Buffer): 0 | 1 | 2;
   take(): Buffer | null;
+  takeInto(buf: Buffer): number;
   finalCheck(): boolean;
   poll(micros: number): boolean;
   readonly free: number;

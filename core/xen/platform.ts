@@ -40,6 +40,7 @@ export interface RingFront {
   publish(): boolean;
   pushPublish(slot: Buffer): 0 | 1 | 2;
   take(): Buffer | null;
+  takeInto(buf: Buffer): number;
   finalCheck(): boolean;
   poll(micros: number): boolean;
   readonly free: number;

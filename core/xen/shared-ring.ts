@@ -41,6 +41,11 @@ export class FrontRing {
     return this.#ring.take();
   }
 
+  /** Copies as many unconsumed responses as fit into `buf` (whole slots); returns how many. */
+  takeInto(buf: Buffer): number {
+    return this.#ring.takeInto(buf);
+  }
+
   /** Re-arms the response event; true if responses arrived meanwhile (take them instead of sleeping). */
   finalCheck(): boolean {
     return this.#ring.finalCheck();

@@ -1,5 +1,6 @@
 #include "front-ring.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -12,7 +13,8 @@ Napi::Function FrontRing::Define(Napi::Env env) {
   return DefineClass(env, "FrontRing",
                      {InstanceMethod<&FrontRing::Push>("push"), InstanceMethod<&FrontRing::Publish>("publish"),
                       InstanceMethod<&FrontRing::PushPublish>("pushPublish"),
-                      InstanceMethod<&FrontRing::Take>("take"), InstanceMethod<&FrontRing::FinalCheck>("finalCheck"),
+                      InstanceMethod<&FrontRing::Take>("take"),
+                      InstanceMethod<&FrontRing::TakeInto>("takeInto"), InstanceMethod<&FrontRing::FinalCheck>("finalCheck"),
                       InstanceMethod<&FrontRing::Poll>("poll"), InstanceAccessor<&FrontRing::Free>("free"),
                       InstanceAccessor<&FrontRing::Outstanding>("outstanding")});
 }
@@ -76,6 +78,22 @@ Napi::Value FrontRing::Take(const Napi::CallbackInfo& info) {
     core_->consume_response();
   }
   return buf;
+}
+
+Napi::Value FrontRing::TakeInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "takeInto(buffer): a Buffer expected").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+  uint32_t room = static_cast<uint32_t>(buf.Length() / proto::kSlotSize);
+  uint32_t n = std::min(core_->unconsumed_responses(), room);
+  for (uint32_t i = 0; i < n; i++) {
+    std::memcpy(buf.Data() + size_t{i} * proto::kSlotSize, core_->response_slot(), proto::kSlotSize);
+    core_->consume_response();
+  }
+  return Napi::Number::New(env, n);
 }
 
 Napi::Value FrontRing::FinalCheck(const Napi::CallbackInfo& info) {

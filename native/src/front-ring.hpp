@@ -3,6 +3,7 @@
 // request into the next free slot (false when full); `publish()` makes pushed requests visible and says whether
 // dom0 asked to be notified; `take()` copies out every unconsumed response (a Buffer of n*512 bytes, or null);
 // `pushPublish(slot)` does both at once: 0 ring full, 1 pushed, 2 pushed and dom0 asked to be notified;
+// `takeInto(buf)` copies as many as fit into the caller's buffer and returns how many (no allocation);
 // `finalCheck()` re-arms rsp_event and says whether responses slipped in; `poll(us)` spins up to `us`
 // microseconds for a response before the caller goes to sleep on the event channel.
 #pragma once
@@ -25,6 +26,7 @@ class FrontRing : public Napi::ObjectWrap<FrontRing> {
   Napi::Value Publish(const Napi::CallbackInfo& info);
   Napi::Value PushPublish(const Napi::CallbackInfo& info);
   Napi::Value Take(const Napi::CallbackInfo& info);
+  Napi::Value TakeInto(const Napi::CallbackInfo& info);
   Napi::Value FinalCheck(const Napi::CallbackInfo& info);
   Napi::Value Poll(const Napi::CallbackInfo& info);
   Napi::Value Free(const Napi::CallbackInfo& info);
