@@ -1,0 +1,119 @@
+// The jobs bench:fs runs on every peer: fio for data (sequential read and write of a 1 GiB file in 128 KiB
+// blocks, 4 KiB random reads), a create+stat+unlink loop for metadata, and the memory test (several mounts read
+// one 1 GiB file: how many copies of it end up in host memory).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const GiB = 1 << 30;
+
+export interface FioOptions {
+  sizeMiB: number;
+  runtimeS: number;
+}
+
+interface FioJson {
+  jobs: Array<{ read: { bw_bytes: number; iops: number }; write: { bw_bytes: number; iops: number } }>;
+}
+
+function fio(dir: string, args: string[]): FioJson['jobs'][number] {
+  const r = spawnSync('fio', [
+    '--output-format=json', '--ioengine=psync', '--invalidate=0', `--directory=${dir}`, '--group_reporting', ...args,
+  ], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`fio ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  const job = (JSON.parse(r.stdout) as FioJson).jobs[0];
+  if (!job) throw new Error('fio printed no job');
+  return job;
+}
+
+export function seqwrite(dir: string, o: FioOptions): number {
+  return fio(dir, ['--name=seqwrite', '--filename=bench.seq', '--rw=write', '--bs=128k', `--size=${o.sizeMiB}m`])
+    .write.bw_bytes / 1e6;
+}
+
+export function seqread(dir: string, o: FioOptions): number {
+  return fio(dir, ['--name=seqread', '--filename=bench.seq', '--rw=read', '--bs=128k', `--size=${o.sizeMiB}m`])
+    .read.bw_bytes / 1e6;
+}
+
+export function randread(dir: string, o: FioOptions): number {
+  return fio(dir, [
+    '--name=randread', '--filename=bench.seq', '--rw=randread', '--bs=4k', `--size=${o.sizeMiB}m`,
+    `--runtime=${o.runtimeS}`, '--time_based',
+  ]).read.iops;
+}
+
+/** create, stat and unlink `count` small files; loops per second. */
+export function meta(dir: string, count: number): number {
+  const d = path.join(dir, `meta-${process.pid}`);
+  fs.mkdirSync(d, { recursive: true });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    const p = path.join(d, `f${i}`);
+    fs.closeSync(fs.openSync(p, 'w'));
+    fs.statSync(p);
+    fs.unlinkSync(p);
+  }
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  fs.rmdirSync(d);
+  return count / s;
+}
+
+function cachedBytes(): number {
+  const m = /^Cached:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function pssBytes(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      total += m ? Number(m[1]) * 1024 : 0;
+    } catch {
+      // a process that is gone holds no memory
+    }
+  }
+  return total;
+}
+
+/** Drops clean page cache so the next reading starts from nothing cached; false when the kernel refuses. */
+export function dropCaches(): boolean {
+  spawnSync('sync');
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readThrough(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  try {
+    while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {
+      // reading is the point
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Each mount reads the whole `name` file in turn; the host memory that cost (page-cache growth plus the growth of
+ * the peer processes' PSS) in copies of the file.
+ */
+export function memoryCopies(dirs: string[], name: string, bytes: number, pids: () => number[]): number {
+  dropCaches();
+  const cache0 = cachedBytes();
+  const pss0 = pssBytes(pids());
+  for (const d of dirs) readThrough(path.join(d, name));
+  const grown = cachedBytes() - cache0 + (pssBytes(pids()) - pss0);
+  return grown / bytes;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}

@@ -1,0 +1,114 @@
+// bench:fs — the same fio jobs and metadata loop against a local directory, bindfs --multithreaded, sshfs over
+// loopback and XenFS guest mounts, in one run; then the memory test (4 mounts of each kind read one 1 GiB file).
+// Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--peers local,bindfs,sshfs,xenfs]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BindfsPeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
+import { GiB, median, memoryCopies, meta, randread, seqread, seqwrite, type FioOptions } from './fs-jobs.ts';
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const num = (name: string, dflt: number): number => {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : dflt;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+};
+const PASSES = num('--passes', 3);
+const SIZE_MIB = num('--size-mib', 1024);
+const META = num('--meta', 10_000);
+const MEM_MOUNTS = num('--mem-mounts', 4);
+const peersArg = args.indexOf('--peers');
+const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'xenfs'];
+
+const makers: Record<string, () => Peer> = {
+  local: () => new LocalPeer(),
+  bindfs: () => new BindfsPeer(),
+  sshfs: () => new SshfsPeer(),
+  xenfs: () => new XenfsPeer(),
+};
+
+interface Row {
+  fs: string;
+  job: 'seqread' | 'seqwrite' | 'randread' | 'meta';
+  value: number;
+  unit: 'MB/s' | 'IOPS' | 'ops/s';
+}
+
+/** A warm-up pass, then the median of PASSES. */
+function measured(run: () => number): number {
+  run();
+  return median(Array.from({ length: PASSES }, run));
+}
+
+async function dataJobs(peer: Peer, base: string, work: string, rows: Row[]): Promise<void> {
+  const [m] = await peer.mount(base, work, 1);
+  if (!m) throw new Error('no mount');
+  const o: FioOptions = { sizeMiB: SIZE_MIB, runtimeS: 5 };
+  rows.push({ fs: peer.name, job: 'seqwrite', value: Math.round(measured(() => seqwrite(m.dir, o))), unit: 'MB/s' });
+  rows.push({ fs: peer.name, job: 'seqread', value: Math.round(measured(() => seqread(m.dir, o))), unit: 'MB/s' });
+  rows.push({ fs: peer.name, job: 'randread', value: Math.round(measured(() => randread(m.dir, o))), unit: 'IOPS' });
+  rows.push({ fs: peer.name, job: 'meta', value: Math.round(measured(() => meta(m.dir, META))), unit: 'ops/s' });
+  fs.rmSync(path.join(base, 'bench.seq'), { force: true });
+}
+
+async function main(): Promise<void> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-benchfs-base-'));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-benchfs-work-'));
+  const rows: Row[] = [];
+  const unavailable: Record<string, string> = {};
+  const memory: Record<string, number> = {};
+  try {
+    for (const name of PEERS) {
+      const make = makers[name];
+      if (!make) throw new Error(`--peers: unknown peer ${name}`);
+      const peer = make();
+      try {
+        await dataJobs(peer, base, work, rows);
+      } catch (err) {
+        unavailable[name] = (err as Error).message;
+        process.stderr.write(`bench:fs: ${name} could not run: ${(err as Error).message}\n`);
+      } finally {
+        await peer.teardown();
+      }
+    }
+    // The memory test: one 1 GiB file read whole through MEM_MOUNTS mounts of each kind.
+    const memFile = 'memory.bin';
+    const fd = fs.openSync(path.join(base, memFile), 'w');
+    const chunk = Buffer.alloc(1 << 20, 0x6d);
+    for (let i = 0; i < 1024; i++) fs.writeSync(fd, chunk);
+    fs.closeSync(fd);
+    for (const name of PEERS.filter((p) => p !== 'local' && !(p in unavailable))) {
+      const peer = (makers[name] as () => Peer)();
+      try {
+        const mounts = await peer.mount(base, work, MEM_MOUNTS);
+        const copies = memoryCopies(mounts.map((m) => m.dir), memFile, GiB, () => mounts.flatMap((m) => m.pids()));
+        memory[`${name}_copies`] = Number(copies.toFixed(2));
+      } catch (err) {
+        unavailable[`${name} (memory)`] = (err as Error).message;
+      } finally {
+        await peer.teardown();
+      }
+    }
+  } finally {
+    fs.rmSync(base, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  print(rows, memory, unavailable);
+  if (json) console.log(JSON.stringify({ bench: 'fs', results: rows, memory, unavailable }));
+}
+
+function print(rows: Row[], memory: Record<string, number>, unavailable: Record<string, string>): void {
+  const value = (f: string, job: string): number => rows.find((r) => r.fs === f && r.job === job)?.value ?? NaN;
+  console.log('fs        job        value      unit    x sshfs  x bindfs  x local');
+  for (const r of rows) {
+    const ratio = (peer: string): string => (r.value / value(peer, r.job)).toFixed(2).padStart(8);
+    console.log(`${r.fs.padEnd(9)} ${r.job.padEnd(9)} ${String(r.value).padStart(9)}  ${r.unit.padEnd(6)} ` +
+      `${ratio('sshfs')} ${ratio('bindfs')} ${ratio('local')}`);
+  }
+  console.log(`memory (copies of the file, ${MEM_MOUNTS} mounts): ${JSON.stringify(memory)}`);
+  for (const [name, why] of Object.entries(unavailable)) console.log(`unavailable: ${name}: ${why}`);
+}
+
+await main();
