@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   XENFS_ERR_DISCONNECTED: 'The connection closed before the operation completed.',
   XENFS_ERR_LIMIT: 'A named, configurable limit was exceeded (limit).',
   XENFS_ERR_CONFIG: 'A configuration value is missing or invalid (file, key).',
+  XENFS_ERR_SANDBOX: 'A sandboxed guest could not be set up (namespaces, its root, or its workload).',
 } as const;
 
 export type XenfsErrorCode = keyof typeof ERROR_CODES;

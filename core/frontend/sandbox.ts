@@ -1,0 +1,139 @@
+// A guest domain isolated the way a VM would be, on one kernel: its own mount, PID and network namespaces (only a
+// loopback interface, down), a root of its own holding nothing of dom0's but the few system directories a
+// workload needs to run (read-only) and the guest's XenFS mount, and the workload running as an unprivileged uid
+// with no way to gain privileges. The guest's front end — its "kernel" — stays outside that root, in the same
+// namespaces, and is the only thing that talks to dom0 (control socket and shared memory).
+//
+// Two steps, two processes: `enterNamespaces` (in dom0's namespaces, root) re-executes the CLI under unshare(1);
+// inside, `buildRoot` and `runWorkload` do the rest.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { XenfsError } from '../errors.ts';
+
+/** System directories a workload may read (never /etc, /root, /home, /var, /srv, /tmp of dom0). */
+export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib64'];
+/** Device nodes a workload gets, bound from dom0's /dev one by one. */
+const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
+
+export interface SandboxRoot {
+  /** The workload's `/`, a private tmpfs. */
+  root: string;
+  /** Where the XenFS mount goes, inside `root`. */
+  mountpoint: string;
+  /** Unmounts everything under root and removes it; idempotent. */
+  cleanup(): void;
+}
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new XenfsError('XENFS_ERR_SANDBOX', `sandbox: ${cmd} ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  }
+}
+
+/**
+ * Re-runs `argv` (a CLI invocation) in new mount, PID and network namespaces; resolves with its exit code. The
+ * child becomes PID 1 of its namespace, so when it exits every process of the guest is gone with it.
+ */
+export function enterNamespaces(argv: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['--mount', '--pid', '--net', '--fork', '--propagation', 'private', '--', ...argv], {
+      stdio: 'inherit',
+    });
+    const forward = (sig: NodeJS.Signals): void => {
+      child.kill(sig);
+    };
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+    });
+  });
+}
+
+/**
+ * Builds the workload's root. Must run inside the private mount namespace `enterNamespaces` made: every mount here
+ * is invisible to dom0 and vanishes with the namespace.
+ */
+export function buildRoot(mountDir: string): SandboxRoot {
+  if (!path.isAbsolute(mountDir)) throw new XenfsError('XENFS_ERR_SANDBOX', `sandbox: --mount ${mountDir} must be absolute`);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-sandbox-'));
+  run('mount', ['-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev', 'xenfs-root', root]);
+  for (const dir of SYSTEM_DIRS) {
+    const real = fs.realpathSync(dir);
+    if (real !== dir) {
+      // /bin and friends are symlinks into /usr on Debian: the same link inside the sandbox resolves the same way.
+      fs.symlinkSync(path.relative('/', real), path.join(root, dir.slice(1)));
+      continue;
+    }
+    const target = path.join(root, dir.slice(1));
+    fs.mkdirSync(target, { recursive: true });
+    run('mount', ['--bind', dir, target]);
+    run('mount', ['-o', 'remount,bind,ro,nosuid,nodev', target]);
+  }
+  fs.mkdirSync(path.join(root, 'dev'));
+  run('mount', ['-t', 'tmpfs', '-o', 'mode=0755,nosuid', 'xenfs-dev', path.join(root, 'dev')]);
+  for (const d of DEVICES) {
+    if (!fs.existsSync(`/dev/${d}`)) continue;
+    const target = path.join(root, 'dev', d);
+    fs.writeFileSync(target, '');
+    run('mount', ['--bind', `/dev/${d}`, target]);
+  }
+  fs.mkdirSync(path.join(root, 'proc'));
+  // A /proc of the new PID namespace: the workload sees its own processes only.
+  run('mount', ['-t', 'proc', '-o', 'nosuid,nodev,noexec', 'proc', path.join(root, 'proc')]);
+  fs.mkdirSync(path.join(root, 'tmp'), { mode: 0o1777 });
+  run('mount', ['-t', 'tmpfs', '-o', 'mode=1777,nosuid,nodev', 'xenfs-tmp', path.join(root, 'tmp')]);
+  const mountpoint = path.join(root, mountDir.slice(1));
+  fs.mkdirSync(mountpoint, { recursive: true });
+  let cleaned = false;
+  return {
+    root,
+    mountpoint,
+    cleanup: () => {
+      if (cleaned) return;
+      cleaned = true;
+      // Lazily, deepest first: the namespace dies with us anyway, this keeps a long-lived init tidy.
+      spawnSync('umount', ['-R', '-l', root]);
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Workload {
+  command: string[];
+  uid: number;
+  gid: number;
+  /** The workload's working directory inside the sandbox (default the XenFS mount). */
+  cwd: string;
+}
+
+/**
+ * Runs the workload inside `root` as an unprivileged user that cannot regain privileges (no_new_privs, no
+ * supplementary groups); resolves with its exit code.
+ */
+export function runWorkload(root: string, w: Workload): Promise<number> {
+  if (w.uid === 0 || w.gid === 0) {
+    return Promise.reject(new XenfsError('XENFS_ERR_SANDBOX', 'sandbox: the workload must not run as root'));
+  }
+  const inner = [
+    'setpriv', `--reuid=${w.uid}`, `--regid=${w.gid}`, '--clear-groups', '--no-new-privs', '--inh-caps=-all',
+    '--', 'sh', '-c', 'cd "$1" && shift && exec "$@"', 'sandbox', w.cwd, ...w.command,
+  ];
+  // Looked up here: the workload's environment below has the sandbox's PATH, not dom0's.
+  const chroot = ['/usr/sbin/chroot', '/usr/bin/chroot', '/sbin/chroot'].find((p) => fs.existsSync(p));
+  if (!chroot) return Promise.reject(new XenfsError('XENFS_ERR_SANDBOX', 'sandbox: chroot(8) not found'));
+  return new Promise((resolve, reject) => {
+    const child = spawn(chroot, [root, ...inner], {
+      stdio: 'inherit',
+      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: w.cwd, LANG: 'C.UTF-8' },
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
+  });
+}
