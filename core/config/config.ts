@@ -33,12 +33,23 @@ export interface ExportConfig {
   readOnly: boolean;
 }
 
+export interface IdRangeConfig {
+  guest: number;
+  host: number;
+  count: number;
+}
+
 export interface GuestConfig {
   name: string;
   secret?: string;
+  /** The uid the guest's process must connect as (peer credentials), when set. */
   uid?: number;
   exports: ExportConfig[];
   limits: Limits;
+  /** Host ids dom0 acts as for this guest's file operations (ownership of what it creates, permission checks). */
+  owner?: { uid: number; gid: number };
+  /** Owners as the guest sees them, in user-namespace style ranges. */
+  idMap?: { uid: IdRangeConfig[]; gid: IdRangeConfig[] };
 }
 
 export interface ServerConfig {
@@ -87,6 +98,25 @@ class Reader {
   bool(v: unknown, key: string): boolean {
     return typeof v === 'boolean' ? v : this.fail(key, 'must be true or false');
   }
+}
+
+const MAX_ID = 0xfffffffe;
+
+function readRanges(r: Reader, v: unknown, key: string): IdRangeConfig[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) r.fail(key, 'must be an array of { guest, host, count }');
+  return v.map((e, i) => {
+    const o = r.strictObj(e, `${key}[${i}]`, ['guest', 'host', 'count']);
+    const range = {
+      guest: r.int(o.guest, `${key}[${i}].guest`, 0, MAX_ID),
+      host: r.int(o.host, `${key}[${i}].host`, 0, MAX_ID),
+      count: r.int(o.count, `${key}[${i}].count`, 1, MAX_ID),
+    };
+    if (range.guest + range.count - 1 > MAX_ID || range.host + range.count - 1 > MAX_ID) {
+      r.fail(`${key}[${i}]`, 'runs past the largest id');
+    }
+    return range;
+  });
 }
 
 const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
@@ -148,7 +178,7 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
   const names = new Set<string>();
   const guests = o.guests.map((g, i): GuestConfig => {
     const key = `guests[${i}]`;
-    const go = r.strictObj(g, key, ['name', 'secret', 'uid', 'exports', 'limits']);
+    const go = r.strictObj(g, key, ['name', 'secret', 'uid', 'exports', 'limits', 'owner', 'idMap']);
     const name = r.str(go.name, `${key}.name`);
     if (name.length > MAX_DOMAIN_NAME || !/^[A-Za-z0-9._-]+$/.test(name)) {
       r.fail(`${key}.name`, `must be 1..${MAX_DOMAIN_NAME} of A-Z a-z 0-9 . _ -`);
@@ -158,6 +188,16 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
     const guest: GuestConfig = { name, exports: [], limits: readLimits(r, go.limits, `${key}.limits`, baseLimits) };
     if (go.secret !== undefined) guest.secret = r.str(go.secret, `${key}.secret`);
     if (go.uid !== undefined) guest.uid = r.int(go.uid, `${key}.uid`, 0, 0xfffffffe);
+    if (go.owner !== undefined) {
+      const ow = r.strictObj(go.owner, `${key}.owner`, ['uid', 'gid']);
+      guest.owner = { uid: r.int(ow.uid, `${key}.owner.uid`, 0, MAX_ID), gid: r.int(ow.gid, `${key}.owner.gid`, 0, MAX_ID) };
+      // dom0 taking on root for a guest would hand it every capability on the host's files: refused.
+      if (guest.owner.uid === 0 || guest.owner.gid === 0) r.fail(`${key}.owner`, 'must not be root (0); leave it out to act as dom0');
+    }
+    if (go.idMap !== undefined) {
+      const m = r.strictObj(go.idMap, `${key}.idMap`, ['uid', 'gid']);
+      guest.idMap = { uid: readRanges(r, m.uid, `${key}.idMap.uid`), gid: readRanges(r, m.gid, `${key}.idMap.gid`) };
+    }
     if (guest.secret === undefined && guest.uid === undefined) {
       r.fail(key, 'needs a secret or a uid: an unauthenticated guest could claim any name');
     }

@@ -216,6 +216,8 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       exports: g.exports.map((e) => ({ path: e.path, readOnly: e.readOnly })),
       features: this.#features,
       limits: engineLimits(g),
+      ...(g.owner ? { identity: g.owner } : {}),
+      ...(g.idMap ? { idMap: g.idMap } : {}),
     };
     return new Engine({ ...common, ...t }, (violation, reason) => {
       if (violation) this.#host.logger.log('warn', 'guest disconnected: protocol violation', { domain: g.name, reason });

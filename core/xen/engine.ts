@@ -18,10 +18,20 @@ export interface EngineLimits {
   spinMicros?: number;
 }
 
+export interface IdRange {
+  guest: number;
+  host: number;
+  count: number;
+}
+
 interface EngineCommon {
   exports: EngineExport[];
   features: number;
   limits: EngineLimits;
+  /** Host ids dom0 takes on for this guest's filesystem calls; absent, dom0 acts as itself. */
+  identity?: { uid: number; gid: number };
+  /** How owners look to the guest: host ids are shown as guest ids, and chown maps back. */
+  idMap?: { uid: IdRange[]; gid: IdRange[] };
 }
 
 export interface RingEngineOptions extends EngineCommon {

@@ -55,6 +55,19 @@ std::vector<ExportRoot> open_exports(const Napi::Object& o) {
   return roots;
 }
 
+std::vector<IdRange> id_ranges(const Napi::Object& o, const char* key) {
+  std::vector<IdRange> out;
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return out;
+  if (!o.Get(key).IsArray()) throw std::invalid_argument(std::string("Engine: idMap.") + key + " must be an array");
+  auto arr = o.Get(key).As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    if (!arr.Get(i).IsObject()) throw std::invalid_argument(std::string("Engine: idMap.") + key + " entries are objects");
+    auto r = arr.Get(i).As<Napi::Object>();
+    out.push_back(IdRange{get_u32(r, "guest", 0, true), get_u32(r, "host", 0, true), get_u32(r, "count", 0, true)});
+  }
+  return out;
+}
+
 struct EndEvent {
   bool violation;
   std::string reason;
@@ -87,7 +100,19 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) 
     sl.spin_us = get_u32(lim, "spinMicros", sl.spin_us);
     uint32_t features = get_u32(o, "features", proto::kAllFeatures) & proto::kAllFeatures;
     std::string transport = o.Get("transport").IsString() ? o.Get("transport").As<Napi::String>().Utf8Value() : "";
-    auto backend = std::make_unique<ExportBackend>(open_exports(o), bl);
+    if (o.Has("identity") && o.Get("identity").IsObject()) {
+      auto id = o.Get("identity").As<Napi::Object>();
+      sl.act_as = true;
+      sl.fs_uid = get_u32(id, "uid", 0, true);
+      sl.fs_gid = get_u32(id, "gid", 0, true);
+    }
+    IdMap ids;
+    if (o.Has("idMap") && o.Get("idMap").IsObject()) {
+      auto m = o.Get("idMap").As<Napi::Object>();
+      ids.uids = id_ranges(m, "uid");
+      ids.gids = id_ranges(m, "gid");
+    }
+    auto backend = std::make_unique<ExportBackend>(open_exports(o), bl, std::move(ids));
     if (transport == "ring") {
       RingSetup rs;
       rs.mem_fd = static_cast<int>(get_u32(o, "memFd", 0, true));

@@ -4,6 +4,8 @@
 //                                        | { transport: 'stream', fd, ... }
 //                                plus { exports: [{ path, readOnly }], features, limits: { maxNodes, maxHandles,
 //                                       maxXattrSize, maxFileSize, maxMappedGrants, maxBytesInFlight, spinMicros } }
+//                                plus, optionally, { identity: { uid, gid } } (host ids dom0 acts as for this guest)
+//                                and { idMap: { uid: [{ guest, host, count }], gid: [...] } } (owners as the guest sees them)
 //                                The engine dup()s every descriptor it keeps; the caller still owns the ones it passed.
 //   onEnd(violation: boolean, reason: string) runs on the JS thread when the session ends by itself.
 //   .stop()    stops serving, waits for in-flight work, closes the guest's handles; idempotent.

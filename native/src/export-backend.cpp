@@ -108,7 +108,8 @@ size_t ExportBackend::KeyHash::operator()(const Key& k) const noexcept {
   return static_cast<size_t>(h ^ (h >> 31));
 }
 
-ExportBackend::ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits) : limits_(limits) {
+ExportBackend::ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits, IdMap ids)
+    : limits_(limits), ids_(std::move(ids)) {
   try {
     read_only_.resize(roots.size());
     for (size_t i = 0; i < roots.size(); ++i) {
@@ -208,6 +209,7 @@ int ExportBackend::add_entry(uint32_t exp, int fd, proto::Response& r) {
   r.node = id;
   r.generation = id >> 32;
   fill_attr(st, r.attr);
+  map_attr(r.attr);
   return 0;
 }
 
@@ -357,7 +359,9 @@ int ExportBackend::forget(const Call& c, proto::Response&) {
 int ExportBackend::getattr(const Call& c, proto::Response& r) {
   Target t;
   if (int e = target(c, t)) return e;
-  return attr_of(t.fd, r);
+  int e = attr_of(t.fd, r);
+  map_attr(r.attr);
+  return e;
 }
 
 int ExportBackend::setattr(const Call& c, proto::Response& r) {
@@ -374,8 +378,10 @@ int ExportBackend::setattr(const Call& c, proto::Response& r) {
   if (valid & proto::kSetMode)
     if (int e = set_mode(t.fd, st, p.mode)) return e;
   if (valid & (proto::kSetUid | proto::kSetGid)) {
-    const uid_t uid = (valid & proto::kSetUid) ? p.uid : static_cast<uid_t>(-1);
-    const gid_t gid = (valid & proto::kSetGid) ? p.gid : static_cast<gid_t>(-1);
+    // The guest names its own ids; an id its map does not cover has no owner on the host to give the file.
+    uint32_t uid = static_cast<uint32_t>(-1), gid = static_cast<uint32_t>(-1);
+    if ((valid & proto::kSetUid) && !ids_.uid_to_host(p.uid, uid)) return -EINVAL;
+    if ((valid & proto::kSetGid) && !ids_.gid_to_host(p.gid, gid)) return -EINVAL;
     if (fchownat(t.fd, "", uid, gid, kStatFlags) < 0) return neg_errno();
   }
   if (valid & proto::kSetSize) {
@@ -383,7 +389,9 @@ int ExportBackend::setattr(const Call& c, proto::Response& r) {
     if (int e = set_size(t, st, p.size)) return e;
   }
   if (int e = set_times(t.fd, valid, p)) return e;
-  return attr_of(t.fd, r);
+  int e = attr_of(t.fd, r);
+  map_attr(r.attr);
+  return e;
 }
 
 int ExportBackend::set_mode(int fd, const struct stat& st, uint32_t mode) const {

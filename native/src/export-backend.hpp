@@ -33,7 +33,8 @@ class ExportBackend final : public FileBackend {
   // reaches a newer object. Construction cannot fail; an unusable root answers its requests with an
   // errno. Limits: max_nodes caps the nodes the guest holds lookups on (roots excluded; -ENFILE beyond it),
   // max_handles the open files and directories (-EMFILE), max_xattr_size an xattr value (-E2BIG).
-  ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits);
+  // `ids` translates owners between the guest's view and the host's (attributes out, chown in).
+  ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits, IdMap ids = {});
   ~ExportBackend() override;
   ExportBackend(const ExportBackend&) = delete;
   ExportBackend& operator=(const ExportBackend&) = delete;
@@ -167,6 +168,11 @@ class ExportBackend final : public FileBackend {
   std::vector<bool> read_only_;  // per export; fixed at construction
   uint32_t root_count_ = 0;
   BackendLimits limits_;
+  IdMap ids_;
+  void map_attr(proto::Attr& a) const {
+    a.uid = ids_.uid_to_guest(a.uid);
+    a.gid = ids_.gid_to_guest(a.gid);
+  }
   int proc_fd_ = -1;  // /proc/self/fd, for reopening O_PATH descriptors with real access modes
 };
 

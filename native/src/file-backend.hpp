@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "protocol.hpp"
 
@@ -39,6 +40,43 @@ struct BackendLimits {
   // Largest size a guest may grow a file to, by write, fallocate or truncate (-EFBIG beyond, like RLIMIT_FSIZE).
   // A cap per file, not a quota: limiting a guest's total disk use is the export filesystem's job (project quotas).
   uint64_t max_file_size = uint64_t{1} << 40;
+};
+
+// Guest ids ↔ host ids, as a user namespace maps them: each range maps `count` ids from `guest` on to `host`.
+// Empty lists map every id to itself.
+struct IdRange {
+  uint32_t guest = 0, host = 0, count = 0;
+};
+
+struct IdMap {
+  std::vector<IdRange> uids, gids;
+  static constexpr uint32_t kOverflow = 65534;  // what an unmapped host id looks like to the guest ("nobody")
+
+  uint32_t uid_to_guest(uint32_t host) const { return to_guest(uids, host); }
+  uint32_t gid_to_guest(uint32_t host) const { return to_guest(gids, host); }
+  // False when the guest id has no host id: the caller answers -EINVAL, as chown(2) does in a user namespace.
+  bool uid_to_host(uint32_t guest, uint32_t& host) const { return to_host(uids, guest, host); }
+  bool gid_to_host(uint32_t guest, uint32_t& host) const { return to_host(gids, guest, host); }
+
+ private:
+  static uint32_t to_guest(const std::vector<IdRange>& m, uint32_t host) {
+    if (m.empty()) return host;
+    for (const auto& r : m)
+      if (host >= r.host && host - r.host < r.count) return r.guest + (host - r.host);
+    return kOverflow;
+  }
+  static bool to_host(const std::vector<IdRange>& m, uint32_t guest, uint32_t& host) {
+    if (m.empty()) {
+      host = guest;
+      return true;
+    }
+    for (const auto& r : m)
+      if (guest >= r.guest && guest - r.guest < r.count) {
+        host = r.host + (guest - r.guest);
+        return true;
+      }
+    return false;
+  }
 };
 
 class FileBackend {

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -48,6 +49,21 @@ size_t data_bytes(const proto::Request& req, const OpSpec& spec) {
 
 }  // namespace
 
+FsIdentity::FsIdentity(const SessionLimits& l) : active_(l.act_as) {
+  if (!active_) return;
+  // Raw syscalls: they change this thread only, which is the point (pool threads serve several guests).
+  old_gid_ = static_cast<int>(syscall(SYS_setfsgid, l.fs_gid));
+  old_uid_ = static_cast<int>(syscall(SYS_setfsuid, l.fs_uid));
+}
+
+FsIdentity::~FsIdentity() {
+  if (!active_) return;
+  syscall(SYS_setfsuid, old_uid_);
+  syscall(SYS_setfsgid, old_gid_);
+}
+
+void drop_thread_groups() { syscall(SYS_setgroups, 0, nullptr); }
+
 Session::Session(std::unique_ptr<FileBackend> backend, uint32_t features, SessionLimits limits)
     : backend_(std::move(backend)), features_(features), limits_(limits) {}
 
@@ -55,7 +71,10 @@ Session::~Session() = default;
 
 void Session::start(ViolationFn on_violation) {
   on_violation_ = std::move(on_violation);
-  thread_ = std::thread([self = shared_from_this()] { self->run(); });
+  thread_ = std::thread([self = shared_from_this()] {
+    drop_thread_groups();
+    self->run();
+  });
 }
 
 void Session::stop() {
@@ -283,6 +302,7 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
   if (rc < 0) {
     rsp.status = rc;
   } else {
+    FsIdentity as(limits_);
     execute(*backend_, req, spec, payload, out, rsp);
   }
   mapper_->unmap(in_map);
@@ -385,7 +405,10 @@ void StreamSession::process(const proto::Request& req, const OpSpec& spec, const
   std::vector<uint8_t> out_buf(spec.data == DataDir::kOut ? req.len : 0);
   iovec out_iov{out_buf.data(), out_buf.size()};
   IoSpan out{&out_iov, 1, out_buf.size()};
-  execute(*backend_, req, spec, payload, out, rsp);
+  {
+    FsIdentity as(limits_);
+    execute(*backend_, req, spec, payload, out, rsp);
+  }
   if (rsp.status == 0 && spec.data == DataDir::kOut && rsp.len > out_buf.size() && req.len > 0) rsp.status = -EIO;
   finish(req, spec, rsp, out_buf.data());
 }

@@ -29,7 +29,28 @@ struct SessionLimits {
   // KVM's halt polling does: it grows while sleeps turn out shorter than the limit (a wake-up would have cost more
   // than the poll) and shrinks when polling finds nothing, so an idle guest costs no CPU.
   uint32_t spin_us = 200;
+  // The host identity dom0 takes on for this guest's filesystem calls (setfsuid/setfsgid, per thread), so the
+  // kernel checks permissions and assigns ownership as it would for that user. Off: dom0 acts as itself.
+  bool act_as = false;
+  uint32_t fs_uid = 0, fs_gid = 0;
 };
+
+// Takes on a guest's host identity for one filesystem call on this thread, and gives it back.
+class FsIdentity {
+ public:
+  explicit FsIdentity(const SessionLimits& l);
+  ~FsIdentity();
+  FsIdentity(const FsIdentity&) = delete;
+  FsIdentity& operator=(const FsIdentity&) = delete;
+
+ private:
+  bool active_;
+  int old_uid_ = 0, old_gid_ = 0;
+};
+
+// Drops this thread's supplementary groups: dom0's threads act for guests, and a guest must not inherit root's
+// groups when it acts under its own uid.
+void drop_thread_groups();
 
 struct SessionStats {
   std::atomic<uint64_t> requests{0};

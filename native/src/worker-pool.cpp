@@ -1,5 +1,8 @@
 #include "worker-pool.hpp"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 
 namespace xenfs {
@@ -41,6 +44,8 @@ void WorkerPool::submit(std::function<void()> task) {
 }
 
 void WorkerPool::run() {
+  // Pool threads act for guests under their identities (FsIdentity); root's groups must not come along.
+  syscall(SYS_setgroups, 0, nullptr);
   for (;;) {
     std::function<void()> task;
     {
