@@ -1,15 +1,18 @@
-// `xenfs` command line. Subcommands: `server --config FILE` runs dom0's file server in the foreground.
+// `xenfs` command line. Subcommands: `server --config FILE` runs dom0's file server in the foreground;
+// `guest NAME --mount DIR` runs a guest's front end with its export mounted at DIR (guest-command.ts).
 import { loadConfig } from '../config/config.ts';
 import { XenfsError } from '../errors.ts';
 import { XenfsServer } from '../server/server.ts';
 import { stderrLogger } from '../util/log.ts';
+import { GUEST_USAGE, guestCommand } from './guest-command.ts';
 
-const USAGE = 'usage: xenfs server --config FILE';
+const SERVER_USAGE = 'usage: xenfs server --config FILE';
+const USAGE = `${SERVER_USAGE}\n${GUEST_USAGE}`;
 
 async function server(args: string[]): Promise<void> {
   const i = args.indexOf('--config');
   const file = i >= 0 ? args[i + 1] : undefined;
-  if (!file) throw new XenfsError('XENFS_ERR_CONFIG', USAGE);
+  if (!file) throw new XenfsError('XENFS_ERR_CONFIG', SERVER_USAGE);
   const srv = new XenfsServer(loadConfig(file), stderrLogger);
   srv.start();
   // Guests see Closing and their requests fail cleanly instead of hanging on a vanished dom0.
@@ -23,7 +26,7 @@ async function server(args: string[]): Promise<void> {
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
-const commands: Record<string, (a: string[]) => Promise<void>> = { server };
+const commands: Record<string, (a: string[]) => Promise<void>> = { server, guest: guestCommand };
 const run = cmd ? commands[cmd] : undefined;
 if (!run) {
   process.stderr.write(`${USAGE}\n`);

@@ -1,0 +1,130 @@
+// `xenfs guest NAME --mount DIR`: run a guest domain's front end in the foreground. It connects to dom0 as NAME,
+// mounts one export at DIR through fuse-native, prints one JSON line {"type":"ready", ...} on stdout (and sends
+// it over IPC when there is a channel), and serves the mount until SIGINT or SIGTERM, which unmount it and exit 0.
+// While dom0 is away (restarting), calls on the mount wait up to --wait-ms for it, then fail with EIO; the
+// connection comes back by itself and the same mount works again.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { XenfsError } from '../errors.ts';
+import { FuseMount, type FuseCacheMode } from '../frontend/fuse-mount.ts';
+import { Guest } from '../frontend/guest.ts';
+import { stderrLogger } from '../util/log.ts';
+
+export const GUEST_USAGE = 'usage: xenfs guest NAME --mount DIR [--export NAME] [--control PATH] '
+  + '[--secret-file FILE] [--wait-ms N] [--cache none|auto]   (secret: --secret-file, or env XENFS_SECRET)';
+
+const DEFAULT_CONTROL = '/var/lib/xenfs/control.sock';
+const DEFAULT_WAIT_MS = 10_000;
+// How long a clean shutdown may take before the process gives up on it and exits non-zero.
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+export interface GuestArgs {
+  domain: string;
+  mount: string;
+  exportName: string | undefined;
+  controlPath: string;
+  secret: string | undefined;
+  waitMs: number;
+  cache: FuseCacheMode;
+}
+
+function usage(problem: string): never {
+  throw new XenfsError('XENFS_ERR_CONFIG', `${problem}\n${GUEST_USAGE}`);
+}
+
+/**
+ * The command line, checked. The secret never comes from argv (every user can read argv in ps): it is the
+ * first line of --secret-file, or $XENFS_SECRET, which is then removed from this process's environment.
+ */
+export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): GuestArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        mount: { type: 'string' },
+        export: { type: 'string' },
+        control: { type: 'string' },
+        'secret-file': { type: 'string' },
+        'wait-ms': { type: 'string' },
+        cache: { type: 'string' },
+      },
+    });
+  } catch (err) {
+    return usage(err instanceof Error ? err.message : String(err));
+  }
+  const { values, positionals } = parsed;
+  const [domain, ...extra] = positionals;
+  if (domain === undefined || extra.length > 0) usage('exactly one guest NAME is needed');
+  if (values.mount === undefined) usage('--mount DIR is required');
+  const waitText = values['wait-ms'];
+  const waitMs = waitText === undefined ? DEFAULT_WAIT_MS : Number(waitText);
+  if (!Number.isSafeInteger(waitMs) || waitMs < 0) usage(`--wait-ms must be a whole number of ms >= 0, got ${waitText}`);
+  const cache = values.cache ?? 'none';
+  if (cache !== 'none' && cache !== 'auto') usage(`--cache must be none or auto, got ${cache}`);
+  let secret: string | undefined;
+  const secretFile = values['secret-file'];
+  if (secretFile !== undefined) {
+    try {
+      secret = fs.readFileSync(secretFile, 'utf8').split(/\r?\n/)[0];
+    } catch (err) {
+      usage(`--secret-file ${secretFile} cannot be read: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  } else {
+    secret = env.XENFS_SECRET;
+  }
+  delete env.XENFS_SECRET;
+  return {
+    domain, mount: path.resolve(values.mount), exportName: values.export, controlPath: values.control ?? DEFAULT_CONTROL,
+    secret: secret === '' ? undefined : secret, waitMs, cache,
+  };
+}
+
+export async function guestCommand(argv: string[]): Promise<void> {
+  const args = parseGuestArgs(argv);
+  const log = stderrLogger;
+  const guest = await Guest.connect({
+    controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
+    ...(args.secret === undefined ? {} : { secret: args.secret }),
+  });
+  let mount: FuseMount;
+  try {
+    mount = await FuseMount.mount(guest, args.mount, { exportName: args.exportName, cache: args.cache, logger: log });
+  } catch (err) {
+    await guest.close();
+    throw err;
+  }
+
+  let stopping = false;
+  const shutdown = (reason: string, code: number): void => {
+    if (stopping) return;
+    stopping = true;
+    log.log('info', 'guest front end stopping', { reason, domain: args.domain, mount: mount.dir });
+    setTimeout(() => {
+      log.log('error', 'clean shutdown took too long; exiting', { deadlineMs: SHUTDOWN_DEADLINE_MS });
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    mount.unmount()
+      .then(() => guest.close())
+      .then(() => process.exit(code), (err: unknown) => {
+        log.log('error', 'unmount failed', { error: err instanceof Error ? err.message : String(err) });
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT', 0));
+  process.on('SIGTERM', () => shutdown('SIGTERM', 0));
+  // Another connection of this domain took over: this one will never come back, so neither will the mount.
+  guest.on('state', (state) => {
+    if (state === 'Closed' && guest.superseded) shutdown('superseded by a newer connection of this domain', 1);
+  });
+
+  const ready = {
+    type: 'ready', domain: args.domain, export: guest.exportRoot(args.exportName).name, mount: mount.dir,
+    cache: args.cache, pid: process.pid,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  process.send?.(ready);
+}
