@@ -7,9 +7,10 @@
 #                               Never Debian's `fuse` (FUSE 2 tools): it conflicts with fuse3.
 #   util-linux procps iproute2  unshare/nsenter/mount, ps for test cleanup, ip for network namespaces
 #   strace                      the hello test checks each refused descriptor is closed exactly once
+#   attr                        getfattr/setfattr: the POSIX suite checks xattrs through guest mounts
 set -euo pipefail
 
-packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2 strace)
+packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2 strace attr)
 
 missing=()
 for pkg in "${packages[@]}"; do
