@@ -61,8 +61,8 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (domain === undefined || extra.length > 0) usage('exactly one guest NAME is needed');
   if (values.mount === undefined) usage('--mount DIR is required');
   const waitText = values['wait-ms'];
-  const waitMs = waitText === undefined ? DEFAULT_WAIT_MS : Number(waitText);
-  if (!Number.isSafeInteger(waitMs) || waitMs < 0) usage(`--wait-ms must be a whole number of ms >= 0, got ${waitText}`);
+  const waitMs = waitText === undefined ? DEFAULT_WAIT_MS : /^\d+$/.test(waitText) ? Number(waitText) : NaN;
+  if (!Number.isSafeInteger(waitMs)) usage(`--wait-ms must be a whole number of ms >= 0, got '${waitText}'`);
   const cache = values.cache ?? 'none';
   if (cache !== 'none' && cache !== 'auto') usage(`--cache must be none or auto, got ${cache}`);
   let secret: string | undefined;
