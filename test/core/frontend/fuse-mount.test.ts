@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { mountOptions } from '../../../core/frontend/fuse-mount.ts';
 import type { Dom0 } from '../../helpers/dom0.ts';
 import { Scope, hostPath, startDom0, uniqueName } from '../../helpers/fixtures.ts';
 import { GuestMount, type GuestMountOptions, isMounted, mountLine } from '../../helpers/fuse.ts';
@@ -43,6 +44,16 @@ async function eventually(cond: () => Promise<boolean>, ms: number, what: string
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+test('mountOptions: the one-copy default is direct I/O with nothing cached; auto uses the page cache', () => {
+  const none = mountOptions('xenfs:vm1:home', 'none');
+  for (const o of ['fsname=xenfs:vm1:home', 'subtype=xenfs', 'use_ino', 'direct_io', 'attr_timeout=0', 'entry_timeout=0',
+    'negative_timeout=0', 'big_writes', 'max_write=131072']) assert.ok(none.includes(o), o);
+  const auto = mountOptions('x', 'auto');
+  assert.ok(auto.includes('auto_cache'));
+  assert.ok(!auto.includes('direct_io'));
+  assert.ok(!auto.some((o) => o.startsWith('attr_timeout')));
+});
 
 test('ready line, mounted as fuse.xenfs; SIGTERM unmounts and exits 0; the secret never shows in argv', { timeout: 30_000 }, async (t) => {
   const domain = uniqueName('fm-life');
