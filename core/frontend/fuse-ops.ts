@@ -15,6 +15,9 @@
 //   for a symlink itself only for lchown, utimensat(AT_SYMLINK_NOFOLLOW) and l*xattr, which are answered here
 //   without touching the link's target (see `notSymlink`).
 // - rename has no flags: libfuse2 speaks FUSE 7.19, and the kernel refuses renameat2 flags below 7.23 (EINVAL).
+// - Timestamps are milliseconds (fuse-native carries no more). libfuse2 calls utimens only when atime and mtime
+//   are both being set (fuse-native does not declare utime_omit_ok): utimensat with UTIME_OMIT for one of them
+//   (`touch -a`, `touch -m`) returns success without reaching us, and changes nothing.
 // - Open files that are unlinked stay on dom0 as `.fuse_hidden*` until released (libfuse2's hard_remove is off:
 //   with it, reads of such files would fail ENOENT, as fuse-native cannot take null paths).
 import type Fuse from 'fuse-native';
