@@ -9,10 +9,13 @@ import { parseArgs } from 'node:util';
 import { XenfsError } from '../errors.ts';
 import { FuseMount, type FuseCacheMode } from '../frontend/fuse-mount.ts';
 import { Guest } from '../frontend/guest.ts';
+import { buildRoot, enterNamespaces, runWorkload } from '../frontend/sandbox.ts';
+import { fileURLToPath } from 'node:url';
 import { stderrLogger } from '../util/log.ts';
 
 export const GUEST_USAGE = 'usage: xenfs guest NAME --mount DIR [--export NAME] [--control PATH] '
-  + '[--secret-file FILE] [--wait-ms N] [--cache none|auto]   (secret: --secret-file, or env XENFS_SECRET)';
+  + '[--secret-file FILE] [--wait-ms N] [--cache none|auto] [--sandbox [--workload-uid N] -- CMD [ARGS...]]'
+  + '   (secret: --secret-file, or env XENFS_SECRET)';
 
 const DEFAULT_CONTROL = '/var/lib/xenfs/control.sock';
 const DEFAULT_WAIT_MS = 10_000;
@@ -27,6 +30,8 @@ export interface GuestArgs {
   secret: string | undefined;
   waitMs: number;
   cache: FuseCacheMode;
+  /** Run `command` isolated as a VM would be (own namespaces, private root, unprivileged), mount inside. */
+  sandbox: { command: string[]; uid: number; inside: boolean } | null;
 }
 
 function usage(problem: string): never {
@@ -51,6 +56,10 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'secret-file': { type: 'string' },
         'wait-ms': { type: 'string' },
         cache: { type: 'string' },
+        sandbox: { type: 'boolean' },
+        'workload-uid': { type: 'string' },
+        // Internal: set by the re-executed front end once it runs inside the sandbox's namespaces.
+        'sandbox-inside': { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -58,7 +67,14 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   }
   const { values, positionals } = parsed;
   const [domain, ...extra] = positionals;
-  if (domain === undefined || extra.length > 0) usage('exactly one guest NAME is needed');
+  if (domain === undefined) usage('exactly one guest NAME is needed');
+  if (!values.sandbox && extra.length > 0) usage('exactly one guest NAME is needed (a command needs --sandbox)');
+  if (values.sandbox && extra.length === 0) usage('--sandbox needs a command after --');
+  const uidText = values['workload-uid'] ?? '65534';
+  const workloadUid = /^\d+$/.test(uidText) ? Number(uidText) : NaN;
+  if (!Number.isSafeInteger(workloadUid) || workloadUid <= 0 || workloadUid > 0xfffffffe) {
+    usage(`--workload-uid must be a non-root uid, got '${uidText}'`);
+  }
   if (values.mount === undefined) usage('--mount DIR is required');
   const waitText = values['wait-ms'];
   const waitMs = waitText === undefined ? DEFAULT_WAIT_MS : /^\d+$/.test(waitText) ? Number(waitText) : NaN;
@@ -80,11 +96,13 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   return {
     domain, mount: path.resolve(values.mount), exportName: values.export, controlPath: values.control ?? DEFAULT_CONTROL,
     secret: secret === '' ? undefined : secret, waitMs, cache,
+    sandbox: values.sandbox ? { command: extra, uid: workloadUid, inside: values['sandbox-inside'] === true } : null,
   };
 }
 
 export async function guestCommand(argv: string[]): Promise<void> {
   const args = parseGuestArgs(argv);
+  if (args.sandbox) return sandboxed(argv, args);
   const log = stderrLogger;
   const guest = await Guest.connect({
     controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
@@ -127,4 +145,40 @@ export async function guestCommand(argv: string[]): Promise<void> {
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   process.send?.(ready);
+}
+
+const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
+
+/**
+ * `--sandbox`: first re-run this command inside new namespaces; there, build the workload's root, mount the
+ * export into it, run the workload, and exit with its status once it is done and everything is unmounted.
+ */
+async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
+  const box = args.sandbox as NonNullable<GuestArgs['sandbox']>;
+  if (!box.inside) {
+    // The secret was taken out of this environment when read; the inner front end needs it back.
+    const env = args.secret === undefined ? process.env : { ...process.env, XENFS_SECRET: args.secret };
+    const code = await enterNamespaces([process.execPath, ...process.execArgv, MAIN, 'guest', '--sandbox-inside', ...argv], env);
+    process.exit(code);
+  }
+  const guest = await Guest.connect({
+    controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
+    ...(args.secret === undefined ? {} : { secret: args.secret }),
+  });
+  const root = buildRoot(args.mount);
+  let code = 1;
+  try {
+    const mount = await FuseMount.mount(guest, root.mountpoint, {
+      exportName: args.exportName, cache: args.cache, logger: stderrLogger, allowOther: true,
+    });
+    try {
+      code = await runWorkload(root.root, { command: box.command, uid: box.uid, gid: box.uid, cwd: args.mount });
+    } finally {
+      await mount.unmount();
+    }
+  } finally {
+    await guest.close();
+    root.cleanup();
+  }
+  process.exit(code);
 }

@@ -28,6 +28,11 @@ export interface FuseMountOptions {
   cache?: FuseCacheMode;
   /** Where unexpected failures of FUSE calls are reported (they reach applications as EIO). Default: silent. */
   logger?: Logger;
+  /**
+   * Let users other than the mounting one use the mount (allow_other): a sandboxed guest's workload runs as an
+   * unprivileged uid while its front end mounts as root.
+   */
+  allowOther?: boolean;
 }
 
 // Largest write libfuse2 accepts (its receive buffer is 32 pages plus a header); big_writes lets the kernel
@@ -35,9 +40,10 @@ export interface FuseMountOptions {
 const MAX_WRITE = 128 * 1024;
 
 /** The `-o` options for a mount; see FuseMountOptions.cache. */
-export function mountOptions(fsname: string, cache: FuseCacheMode): string[] {
+export function mountOptions(fsname: string, cache: FuseCacheMode, allowOther = false): string[] {
   // use_ino: st_ino and d_ino are dom0's inode numbers (hard links share one), not libfuse's own counter.
   const common = [`fsname=${fsname}`, 'subtype=xenfs', 'use_ino', 'big_writes', `max_write=${MAX_WRITE}`];
+  if (allowOther) common.push('allow_other');
   if (cache === 'auto') return [...common, 'auto_cache'];
   return [...common, 'direct_io', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0'];
 }
@@ -86,7 +92,7 @@ export class FuseMount {
     // timeout false: fuse-native would otherwise answer ETIMEDOUT after 15 s while our call still runs — and
     // then free the buffer that call is still reading into or writing from. A call waits at most as long as
     // the guest's waitMs while dom0 is away, and fails with EIO when dom0 drops it.
-    const fuse = new PatchedFuse(absolute, ops, { force: true, mkdir: true, timeout: false }, mountOptions(fsname, cache));
+    const fuse = new PatchedFuse(absolute, ops, { force: true, mkdir: true, timeout: false }, mountOptions(fsname, cache, opts.allowOther ?? false));
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
     logger.log('info', 'guest export mounted', { dir: absolute, domain: guest.options.domain, export: exportInfo.name, cache });
     return new FuseMount(absolute, fuse, handles, logger);

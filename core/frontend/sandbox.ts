@@ -37,10 +37,11 @@ function run(cmd: string, args: string[]): void {
  * Re-runs `argv` (a CLI invocation) in new mount, PID and network namespaces; resolves with its exit code. The
  * child becomes PID 1 of its namespace, so when it exits every process of the guest is gone with it.
  */
-export function enterNamespaces(argv: string[]): Promise<number> {
+export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn('unshare', ['--mount', '--pid', '--net', '--fork', '--propagation', 'private', '--', ...argv], {
       stdio: 'inherit',
+      env,
     });
     const forward = (sig: NodeJS.Signals): void => {
       child.kill(sig);
