@@ -19,7 +19,7 @@ test('defaults: the standard control socket, 10 s of waiting, no caching', () =>
   const a = parseGuestArgs(['vm1', '--mount', 'relative/dir'], env);
   assert.deepEqual(a, {
     domain: 'vm1', mount: path.resolve('relative/dir'), exportName: undefined, controlPath: '/var/lib/xenfs/control.sock',
-    secret: undefined, waitMs: 10_000, cache: 'none',
+    secret: undefined, waitMs: 10_000, cache: 'none', sandbox: null,
   });
 });
 
