@@ -38,9 +38,11 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<v
   }
 }
 
-/** Stops a child by PID and waits for it; a mount it served is then unmounted lazily if still there. */
+/**
+ * Stops a child by PID (SIGTERM: FUSE daemons unmount themselves on it) and waits for it; a mount it served is
+ * then unmounted lazily if it is still there.
+ */
 async function stopChild(child: ChildProcess, mountpoint?: string): Promise<void> {
-  if (mountpoint && isMounted(mountpoint)) spawnSync('umount', [mountpoint]);
   if (child.exitCode === null && child.signalCode === null) {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
