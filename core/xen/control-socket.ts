@@ -15,6 +15,32 @@ export interface ControlMessage {
   fds: number[];
 }
 
+/** A descriptor and the watcher on it: stopped and closed together, once. */
+class WatchedFd {
+  #fd: number;
+  #watcher: NativeFdWatcher | null;
+
+  constructor(fd: number, onReadable: () => void) {
+    this.#fd = fd;
+    this.#watcher = new native.FdWatcher(fd, onReadable);
+  }
+
+  /** -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** False when it was closed already. */
+  close(): boolean {
+    if (this.#fd < 0) return false;
+    this.#watcher?.stop();
+    this.#watcher = null;
+    native.closeFd(this.#fd);
+    this.#fd = -1;
+    return true;
+  }
+}
+
 interface ConnectionEvents {
   message: [ControlMessage];
   close: [];
@@ -23,15 +49,13 @@ interface ConnectionEvents {
 
 /** One end of a control connection. Emits 'message', 'error' (malformed message) and 'close' (once). */
 export class ControlConnection extends EventEmitter<ConnectionEvents> {
-  #fd: number;
-  #watcher: NativeFdWatcher | null;
+  readonly #io: WatchedFd;
   readonly peer: PeerCredentials;
 
   constructor(fd: number, peer: PeerCredentials = { pid: -1, uid: -1, gid: -1 }) {
     super();
-    this.#fd = fd;
     this.peer = peer;
-    this.#watcher = new native.FdWatcher(fd, () => this.#drain());
+    this.#io = new WatchedFd(fd, () => this.#drain());
   }
 
   static connect(path: string): ControlConnection {
@@ -39,28 +63,23 @@ export class ControlConnection extends EventEmitter<ConnectionEvents> {
   }
 
   get closed(): boolean {
-    return this.#fd < 0;
+    return this.#io.fd < 0;
   }
 
   send(body: unknown, fds: number[] = []): void {
-    if (this.#fd < 0) throw new Error('control connection is closed');
-    native.sendMessage(this.#fd, Buffer.from(JSON.stringify(body)), fds);
+    if (this.#io.fd < 0) throw new Error('control connection is closed');
+    native.sendMessage(this.#io.fd, Buffer.from(JSON.stringify(body)), fds);
   }
 
   close(): void {
-    if (this.#fd < 0) return;
-    this.#watcher?.stop();
-    this.#watcher = null;
-    native.closeFd(this.#fd);
-    this.#fd = -1;
-    this.emit('close');
+    if (this.#io.close()) this.emit('close');
   }
 
   #drain(): void {
-    while (this.#fd >= 0) {
+    while (this.#io.fd >= 0) {
       let msg;
       try {
-        msg = native.recvMessage(this.#fd);
+        msg = native.recvMessage(this.#io.fd);
       } catch {
         return this.close();
       }
@@ -87,17 +106,15 @@ type Accepted = (conn: AcceptedConnection) => void;
 
 /** A listening socket (control seqpacket, UNIX stream or TCP) calling back with each accepted descriptor. */
 export class Listener {
-  #fd: number;
-  #watcher: NativeFdWatcher | null;
+  readonly #io: WatchedFd;
   readonly port: number;
 
   private constructor(fd: number, port: number, onAccept: Accepted) {
-    this.#fd = fd;
     this.port = port;
-    this.#watcher = new native.FdWatcher(fd, () => {
+    this.#io = new WatchedFd(fd, () => {
       for (;;) {
-        if (this.#fd < 0) return;
-        const conn = native.accept(this.#fd);
+        if (this.#io.fd < 0) return;
+        const conn = native.accept(this.#io.fd);
         if (!conn) return;
         onAccept(conn);
       }
@@ -118,11 +135,7 @@ export class Listener {
   }
 
   close(): void {
-    if (this.#fd < 0) return;
-    this.#watcher?.stop();
-    this.#watcher = null;
-    native.closeFd(this.#fd);
-    this.#fd = -1;
+    this.#io.close();
   }
 }
 

@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import type { RingFront } from './platform.ts';
 
 export interface NativeGuestMemory {
   readonly fd: number;
@@ -39,17 +40,8 @@ export interface NativeEventChannel {
   close(): void;
 }
 
-export interface NativeFrontRing {
-  push(slot: Buffer): boolean;
-  publish(): boolean;
-  pushPublish(slot: Buffer): 0 | 1 | 2;
-  take(): Buffer | null;
-  takeInto(buf: Buffer): number;
-  finalCheck(): boolean;
-  poll(micros: number): boolean;
-  readonly free: number;
-  readonly outstanding: number;
-}
+/** The addon's ring is exactly the platform's ring front (core/xen/platform.ts). */
+export type NativeFrontRing = RingFront;
 
 export interface NativeFdWatcher {
   stop(): void;
