@@ -36,10 +36,7 @@ export interface EventPort {
 
 /** The front end of an io/ring.h ring in the domain's own pages. */
 export interface RingFront {
-  push(slot: Buffer): boolean;
-  publish(): boolean;
   pushPublish(slot: Buffer): 0 | 1 | 2;
-  take(): Buffer | null;
   takeInto(buf: Buffer): number;
   finalCheck(): boolean;
   poll(micros: number): boolean;

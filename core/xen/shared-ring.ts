@@ -18,27 +18,12 @@ export class FrontRing {
     return RING_HEADER_SIZE + slots * slotSize;
   }
 
-  /** Copies one request slot in; false when the ring is full. Not visible to dom0 until publish(). */
-  push(slot: Buffer): boolean {
-    return this.#ring.push(slot);
-  }
-
-  /** Publishes pushed requests; true when dom0 asked to be notified of them. */
-  publish(): boolean {
-    return this.#ring.publish();
-  }
-
   /**
    * Pushes and publishes one request at once, so dom0 can start on it while we prepare the next:
    * 0 the ring is full, 1 published, 2 published and dom0 asked to be notified.
    */
   pushPublish(slot: Buffer): 0 | 1 | 2 {
     return this.#ring.pushPublish(slot);
-  }
-
-  /** Copies out every unconsumed response, or null. */
-  take(): Buffer | null {
-    return this.#ring.take();
   }
 
   /** Copies as many unconsumed responses as fit into `buf` (whole slots); returns how many. */

@@ -11,9 +11,7 @@ namespace xenfs {
 
 Napi::Function FrontRing::Define(Napi::Env env) {
   return DefineClass(env, "FrontRing",
-                     {InstanceMethod<&FrontRing::Push>("push"), InstanceMethod<&FrontRing::Publish>("publish"),
-                      InstanceMethod<&FrontRing::PushPublish>("pushPublish"),
-                      InstanceMethod<&FrontRing::Take>("take"),
+                     {InstanceMethod<&FrontRing::PushPublish>("pushPublish"),
                       InstanceMethod<&FrontRing::TakeInto>("takeInto"), InstanceMethod<&FrontRing::FinalCheck>("finalCheck"),
                       InstanceMethod<&FrontRing::Poll>("poll"), InstanceAccessor<&FrontRing::Free>("free"),
                       InstanceAccessor<&FrontRing::Outstanding>("outstanding")});
@@ -40,18 +38,6 @@ FrontRing::FrontRing(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FrontRin
   core_->init();
 }
 
-Napi::Value FrontRing::Push(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != proto::kSlotSize) {
-    Napi::TypeError::New(env, "push(slot): a 512-byte Buffer expected").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  if (core_->free_requests() == 0) return Napi::Boolean::New(env, false);
-  std::memcpy(core_->request_slot(), info[0].As<Napi::Buffer<uint8_t>>().Data(), proto::kSlotSize);
-  core_->advance_request();
-  return Napi::Boolean::New(env, true);
-}
-
 Napi::Value FrontRing::PushPublish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != proto::kSlotSize) {
@@ -62,22 +48,6 @@ Napi::Value FrontRing::PushPublish(const Napi::CallbackInfo& info) {
   std::memcpy(core_->request_slot(), info[0].As<Napi::Buffer<uint8_t>>().Data(), proto::kSlotSize);
   core_->advance_request();
   return Napi::Number::New(env, core_->push_requests() ? 2 : 1);
-}
-
-Napi::Value FrontRing::Publish(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), core_->push_requests());
-}
-
-Napi::Value FrontRing::Take(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint32_t n = core_->unconsumed_responses();
-  if (n == 0) return env.Null();
-  auto buf = Napi::Buffer<uint8_t>::New(env, size_t{n} * proto::kSlotSize);
-  for (uint32_t i = 0; i < n; i++) {
-    std::memcpy(buf.Data() + size_t{i} * proto::kSlotSize, core_->response_slot(), proto::kSlotSize);
-    core_->consume_response();
-  }
-  return buf;
 }
 
 Napi::Value FrontRing::TakeInto(const Napi::CallbackInfo& info) {
