@@ -308,8 +308,7 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
   mapper_->unmap(in_map);
   mapper_->unmap(out_map);
   // The data already sits in the guest's pages; only the slot goes on the ring.
-  if (rsp.status < 0) stats_.errors++;
-  respond(rsp, nullptr, 0);
+  finish(req, spec, rsp, nullptr);
 }
 
 void RingSession::respond(const proto::Response& rsp, const uint8_t*, size_t) {
