@@ -6,7 +6,8 @@ import { ErrnoError, errno } from '../errors.ts';
 import { decodeAttr, decodeStatfs } from '../protocol/decode.ts';
 import type { RequestSpec } from '../protocol/encode.ts';
 import { MAX_DATA, MAX_NAME, MAX_XATTR_VALUE, direntSize } from '../protocol/layout.ts';
-import { AccessMask, Op, OpenFlag, RenameFlag, XattrFlag } from '../protocol/opcodes.ts';
+import { AccessMask, Op, OpenFlag, RenameFlag, WALK_PEEK, XattrFlag } from '../protocol/opcodes.ts';
+import { splitPath } from '../protocol/names.ts';
 import { type SetattrSpec, encodeSetattr } from '../protocol/setattr.ts';
 import type { Attr } from '../protocol/types.ts';
 import { type TimeLike, asBuffer, checkPosition, toTimespec } from './args.ts';
@@ -17,7 +18,7 @@ import { FileOpener } from './file-opener.ts';
 import { parseOpenFlags } from './open-flags.ts';
 import { type Lease, MAX_SYMLINK_HOPS, Resolver, readlinkNode, splitParent } from './resolver.ts';
 import { type CallContext, Rpc, isErrno } from './rpc.ts';
-import { StatFs, Stats } from './stats.ts';
+import { StatFs, Stats, isSymlinkMode } from './stats.ts';
 import type { Transport } from './transport.ts';
 import { readSized } from './xattr.ts';
 
@@ -62,6 +63,8 @@ export interface SetxattrOptions {
 }
 
 const ENOENT = errno('ENOENT');
+const EXDEV = errno('EXDEV');
+const ELOOP = errno('ELOOP');
 const EEXIST = errno('EEXIST');
 
 function intOption(value: number, key: string, min: number, max: number): number {
@@ -77,6 +80,7 @@ function intOption(value: number, key: string, min: number, max: number): number
  */
 export class GuestFs {
   readonly #rpc: Rpc;
+  readonly #root: bigint;
   readonly #resolver: Resolver;
   readonly #opener: FileOpener;
   readonly #window: number;
@@ -91,6 +95,7 @@ export class GuestFs {
     );
     const maxHops = intOption(opts.maxSymlinkHops ?? MAX_SYMLINK_HOPS, 'maxSymlinkHops', 0, 1000);
     this.#rpc = new Rpc(transport);
+    this.#root = root;
     this.#resolver = new Resolver(this.#rpc, root, maxHops);
     this.#opener = new FileOpener(this.#rpc, this.#resolver, maxHops, this.#window);
   }
@@ -108,12 +113,32 @@ export class GuestFs {
 
   /** Attributes of `path`, following symlinks. */
   stat(path: string): Promise<Stats> {
-    return this.#onNode(path, true, 'stat', async (lease, ctx) => new Stats(await this.#attr(lease, ctx)));
+    return this.#statPath(path, true, 'stat');
   }
 
   /** Attributes of `path` itself, a symlink included. */
   lstat(path: string): Promise<Stats> {
-    return this.#onNode(path, false, 'lstat', async (lease, ctx) => new Stats(await this.#attr(lease, ctx)));
+    return this.#statPath(path, false, 'lstat');
+  }
+
+  /**
+   * One WALK_PEEK round trip in the common case (no node kept, so no FORGET either); the full resolver only when
+   * a symlink must be followed or the server would not walk the path in one go (a symlink or '..' inside it).
+   */
+  async #statPath(path: string, follow: boolean, syscall: string): Promise<Stats> {
+    const components = splitPath(path);
+    if (components.length > 0) {
+      const ctx = { syscall, path };
+      try {
+        const reply = await this.#rpc.call(
+          { op: Op.WALK, node: this.#root, name1: components.join('/'), arg32a: WALK_PEEK }, ctx);
+        const attr = this.#rpc.decode(() => decodeAttr(reply.slot));
+        if (!follow || !isSymlinkMode(attr.mode)) return new Stats(attr);
+      } catch (err) {
+        if (!isErrno(err, ELOOP) && !isErrno(err, EXDEV)) throw err;
+      }
+    }
+    return this.#onNode(path, follow, syscall, async (lease, ctx) => new Stats(await this.#attr(lease, ctx)));
   }
 
   /** Resolves if `path` exists and the caller may access it with `mode` (AccessMask bits); ErrnoError otherwise. */

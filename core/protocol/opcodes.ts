@@ -90,6 +90,9 @@ export const RequestFlag = {
 export const ResponseFlag = {
   READDIR_EOF: 1,
 } as const;
+/** WALK arg32a: attributes only, no node kept (nothing to FORGET). */
+export const WALK_PEEK = 1;
+
 export const READDIR_EOF = ResponseFlag.READDIR_EOF;
 
 /** RENAME's arg32a, as Linux renameat2(2). */

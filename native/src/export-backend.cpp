@@ -335,7 +335,16 @@ int ExportBackend::lookup(const Call& c, proto::Response& r) {
 int ExportBackend::walk(const Call& c, proto::Response& r) {
   CStr path;
   if (int e = copy_path(c.name1, path)) return e;
-  return lookup_path(c.req.node, path.s, r);
+  if (c.req.arg32a & ~proto::kWalkPeek) return -EINVAL;
+  if (!(c.req.arg32a & proto::kWalkPeek)) return lookup_path(c.req.node, path.s, r);
+  NodeRef parent;
+  if (int e = node(c.req.node, parent)) return e;
+  int fd;
+  if (int e = resolve(parent, path.s, fd)) return e;
+  Closer closer{fd};
+  int e = attr_of(fd, r);
+  map_attr(r.attr);
+  return e;  // r.node stays 0: no node was kept, so none is owed a FORGET
 }
 
 // Confined beneath the starting node, not merely the export: ".." may climb back to it but no higher.

@@ -44,6 +44,8 @@ enum SetattrValid : uint32_t {
 };
 
 constexpr uint32_t kReaddirEof = 1;
+// WALK arg32a: answer the attributes only, keeping no node (no FORGET owed): a stat in one round trip.
+constexpr uint32_t kWalkPeek = 1;
 
 #pragma pack(push, 1)
 struct Request {
