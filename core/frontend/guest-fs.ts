@@ -6,8 +6,7 @@ import { ErrnoError, errno } from '../errors.ts';
 import { decodeAttr, decodeStatfs } from '../protocol/decode.ts';
 import type { RequestSpec } from '../protocol/encode.ts';
 import { MAX_DATA, MAX_NAME, MAX_XATTR_VALUE, direntSize } from '../protocol/layout.ts';
-import { AccessMask, Op, OpenFlag, RenameFlag, WALK_PEEK, XattrFlag } from '../protocol/opcodes.ts';
-import { splitPath } from '../protocol/names.ts';
+import { AccessMask, Op, OpenFlag, RenameFlag, XattrFlag } from '../protocol/opcodes.ts';
 import { type SetattrSpec, encodeSetattr } from '../protocol/setattr.ts';
 import type { Attr } from '../protocol/types.ts';
 import { type TimeLike, asBuffer, checkPosition, toTimespec } from './args.ts';
@@ -18,7 +17,7 @@ import { FileOpener } from './file-opener.ts';
 import { parseOpenFlags } from './open-flags.ts';
 import { type Lease, MAX_SYMLINK_HOPS, Resolver, readlinkNode, splitParent } from './resolver.ts';
 import { type CallContext, Rpc, isErrno } from './rpc.ts';
-import { StatFs, Stats, isSymlinkMode } from './stats.ts';
+import { StatFs, Stats } from './stats.ts';
 import type { Transport } from './transport.ts';
 import { readSized } from './xattr.ts';
 
@@ -63,8 +62,6 @@ export interface SetxattrOptions {
 }
 
 const ENOENT = errno('ENOENT');
-const EXDEV = errno('EXDEV');
-const ELOOP = errno('ELOOP');
 const EEXIST = errno('EEXIST');
 
 function intOption(value: number, key: string, min: number, max: number): number {
@@ -80,7 +77,6 @@ function intOption(value: number, key: string, min: number, max: number): number
  */
 export class GuestFs {
   readonly #rpc: Rpc;
-  readonly #root: bigint;
   readonly #resolver: Resolver;
   readonly #opener: FileOpener;
   readonly #window: number;
@@ -95,7 +91,6 @@ export class GuestFs {
     );
     const maxHops = intOption(opts.maxSymlinkHops ?? MAX_SYMLINK_HOPS, 'maxSymlinkHops', 0, 1000);
     this.#rpc = new Rpc(transport);
-    this.#root = root;
     this.#resolver = new Resolver(this.#rpc, root, maxHops);
     this.#opener = new FileOpener(this.#rpc, this.#resolver, maxHops, this.#window);
   }
@@ -121,23 +116,10 @@ export class GuestFs {
     return this.#statPath(path, false, 'lstat');
   }
 
-  /**
-   * One WALK_PEEK round trip in the common case (no node kept, so no FORGET either); the full resolver only when
-   * a symlink must be followed or the server would not walk the path in one go (a symlink or '..' inside it).
-   */
+  /** One WALK_PEEK round trip in the common case; the full resolver otherwise (Resolver.peekAttr). */
   async #statPath(path: string, follow: boolean, syscall: string): Promise<Stats> {
-    const components = splitPath(path);
-    if (components.length > 0) {
-      const ctx = { syscall, path };
-      try {
-        const reply = await this.#rpc.call(
-          { op: Op.WALK, node: this.#root, name1: components.join('/'), arg32a: WALK_PEEK }, ctx);
-        const attr = this.#rpc.decode(() => decodeAttr(reply.slot));
-        if (!follow || !isSymlinkMode(attr.mode)) return new Stats(attr);
-      } catch (err) {
-        if (!isErrno(err, ELOOP) && !isErrno(err, EXDEV)) throw err;
-      }
-    }
+    const attr = await this.#resolver.peekAttr(path, follow, { syscall, path });
+    if (attr) return new Stats(attr);
     return this.#onNode(path, follow, syscall, async (lease, ctx) => new Stats(await this.#attr(lease, ctx)));
   }
 

@@ -7,7 +7,8 @@
 import { ErrnoError, errno } from '../errors.ts';
 import type { Attr } from '../protocol/types.ts';
 import { splitPath } from '../protocol/names.ts';
-import { Op } from '../protocol/opcodes.ts';
+import { decodeAttr } from '../protocol/decode.ts';
+import { Op, WALK_PEEK } from '../protocol/opcodes.ts';
 import { type CallContext, type Rpc, isErrno } from './rpc.ts';
 import { isSymlinkMode } from './stats.ts';
 
@@ -74,6 +75,24 @@ export class Resolver {
       }
       const target = await this.#readlink(lease, ctx);
       components = [...(target.startsWith('/') ? [] : components.slice(0, -1)), ...splitPath(target)];
+    }
+  }
+
+  /**
+   * The attributes at `path` in one WALK_PEEK round trip, keeping no node; null when the full resolve() is needed
+   * instead (the root, a symlink to follow, or a path the server will not walk in one go).
+   */
+  async peekAttr(path: string, follow: boolean, ctx: CallContext): Promise<Attr | null> {
+    const components = splitPath(path);
+    if (components.length === 0) return null;
+    try {
+      const reply = await this.#rpc.call(
+        { op: Op.WALK, node: this.#root, name1: components.join('/'), arg32a: WALK_PEEK }, ctx);
+      const attr = this.#rpc.decode(() => decodeAttr(reply.slot));
+      return follow && isSymlinkMode(attr.mode) ? null : attr;
+    } catch (err) {
+      if (isErrno(err, ELOOP) || isErrno(err, EXDEV)) return null;
+      throw err;
     }
   }
 
