@@ -40,7 +40,6 @@ export interface RingFront {
   takeInto(buf: Buffer): number;
   finalCheck(): boolean;
   poll(micros: number): boolean;
-  readonly free: number;
   readonly outstanding: number;
 }
 

@@ -41,9 +41,6 @@ export class FrontRing {
     return this.#ring.poll(micros);
   }
 
-  get free(): number {
-    return this.#ring.free;
-  }
 
   get outstanding(): number {
     return this.#ring.outstanding;

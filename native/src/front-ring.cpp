@@ -13,7 +13,7 @@ Napi::Function FrontRing::Define(Napi::Env env) {
   return DefineClass(env, "FrontRing",
                      {InstanceMethod<&FrontRing::PushPublish>("pushPublish"),
                       InstanceMethod<&FrontRing::TakeInto>("takeInto"), InstanceMethod<&FrontRing::FinalCheck>("finalCheck"),
-                      InstanceMethod<&FrontRing::Poll>("poll"), InstanceAccessor<&FrontRing::Free>("free"),
+                      InstanceMethod<&FrontRing::Poll>("poll"),
                       InstanceAccessor<&FrontRing::Outstanding>("outstanding")});
 }
 
@@ -83,10 +83,6 @@ Napi::Value FrontRing::Poll(const Napi::CallbackInfo& info) {
     }
   } while (std::chrono::steady_clock::now() < deadline);
   return Napi::Boolean::New(env, false);
-}
-
-Napi::Value FrontRing::Free(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), core_->free_requests());
 }
 
 Napi::Value FrontRing::Outstanding(const Napi::CallbackInfo& info) {

@@ -25,7 +25,6 @@ class FrontRing : public Napi::ObjectWrap<FrontRing> {
   Napi::Value TakeInto(const Napi::CallbackInfo& info);
   Napi::Value FinalCheck(const Napi::CallbackInfo& info);
   Napi::Value Poll(const Napi::CallbackInfo& info);
-  Napi::Value Free(const Napi::CallbackInfo& info);
   Napi::Value Outstanding(const Napi::CallbackInfo& info);
 
   std::unique_ptr<FrontRingCore> core_;
