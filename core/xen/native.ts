@@ -50,6 +50,8 @@ export interface NativeFdWatcher {
 export interface NativeEngineStats {
   requests: number;
   errors: number;
+  /** Requests served on the worker pool rather than the guest's own session thread. */
+  pooled: number;
   wakeups: number;
   notifies: number;
   inFlight: number;

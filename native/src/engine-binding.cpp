@@ -182,6 +182,7 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   const auto& s = session_->stats();
   out.Set("requests", static_cast<double>(s.requests.load()));
   out.Set("errors", static_cast<double>(s.errors.load()));
+  out.Set("pooled", static_cast<double>(s.pooled.load()));
   out.Set("wakeups", static_cast<double>(s.wakeups.load()));
   out.Set("notifies", static_cast<double>(s.notifies.load()));
   out.Set("inFlight", s.in_flight.load());

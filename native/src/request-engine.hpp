@@ -13,13 +13,21 @@ namespace xenfs {
 enum class NameKind : uint8_t { kNone, kName, kPath, kTarget };
 enum class DataDir : uint8_t { kNone, kIn, kOut };
 
+// Where a request is served. The session thread is the guest's own, so an op run there delays only that guest;
+// the worker pool is for overlapping a guest's concurrent requests, and each hop to it costs a thread wake-up.
+enum class RunOn : uint8_t {
+  kSession,      // never waits on the disk
+  kSessionIdle,  // a short metadata change: on the session thread when it is the guest's only request, else the pool
+  kPool,         // moves file data or waits for the disk (read, write, fsync, readdir): always the pool
+};
+
 struct OpSpec {
   const char* name;
   int (FileBackend::*fn)(const Call&, proto::Response&);
   NameKind name1;
   NameKind name2;
   DataDir data;
-  bool blocking;         // may wait on the disk: served on the worker pool, not the ring thread
+  RunOn run_on;
   uint32_t feature;      // 0, or the feature bit that must have been negotiated
   uint32_t exact_data;   // 0, or the exact number of data bytes the op carries (setattr)
 };

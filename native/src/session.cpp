@@ -111,12 +111,17 @@ void Session::answer_error(const proto::Request& req, int status) {
   respond(rsp, nullptr, 0);
 }
 
-void Session::dispatch(const proto::Request& req, std::vector<uint8_t> ext) {
+void Session::dispatch(const proto::Request& req, bool alone, std::vector<uint8_t> ext) {
   stats_.requests++;
   const OpSpec* spec = op_spec(req.op);
   int rc = check_header(req, spec, features_);
   if (rc < 0) return answer_error(req, rc);
-  if (!spec->blocking) return process(req, *spec, ext);
+  if (spec->run_on == RunOn::kSession) return process(req, *spec, ext);
+  if (spec->run_on == RunOn::kSessionIdle && alone && pool_idle()) {
+    // A guest working one request at a time (a FUSE front end serving a single application thread) would pay a
+    // thread wake-up on each create, open, close or unlink for a syscall of a few microseconds.
+    return process(req, *spec, ext);
+  }
   size_t bytes = data_bytes(req, *spec);
   {
     // Backpressure, not an error: the ring thread stops taking requests until the pool drains below the limit,
@@ -127,6 +132,7 @@ void Session::dispatch(const proto::Request& req, std::vector<uint8_t> ext) {
              stats_.bytes_in_flight.load() + bytes <= limits_.max_bytes_in_flight;
     });
     pool_tasks_++;
+    stats_.pooled++;
     stats_.bytes_in_flight += bytes;
     stats_.in_flight++;
   }
@@ -138,6 +144,11 @@ void Session::dispatch(const proto::Request& req, std::vector<uint8_t> ext) {
     self->stats_.in_flight--;
     self->flight_cv_.notify_all();
   });
+}
+
+bool Session::pool_idle() {
+  std::lock_guard<std::mutex> lock(flight_mu_);
+  return pool_tasks_ == 0;
 }
 
 void Session::finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data) {
@@ -270,7 +281,7 @@ void RingSession::run() {
     if (n < 0) return violation("req_prod runs past the ring");
     for (int64_t i = 0; i < n && !stopping_.load(); i++) {
       ring_->copy_request(req);
-      dispatch(req);
+      dispatch(req, i == n - 1 && ring_->unconsumed_requests() == 0);
     }
   }
 }
@@ -381,7 +392,7 @@ void StreamSession::run() {
         answer_error(req, -EINVAL);
         continue;
       }
-      dispatch(req, std::move(payload));
+      dispatch(req, have - at < proto::kSlotSize, std::move(payload));
     }
     if (at > 0) {
       std::memmove(buf.data(), buf.data() + at, have - at);

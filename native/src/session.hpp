@@ -55,6 +55,7 @@ void drop_thread_groups();
 struct SessionStats {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> pooled{0};  // requests served on the worker pool
   std::atomic<uint64_t> wakeups{0};
   std::atomic<uint64_t> notifies{0};
   std::atomic<uint32_t> in_flight{0};
@@ -84,8 +85,9 @@ class Session : public std::enable_shared_from_this<Session> {
   virtual void respond(const proto::Response& rsp, const uint8_t* data, size_t len) = 0;
   virtual void wake() = 0;  // makes run() notice stopping_
 
-  // Checks the header and runs the request here or on the pool.
-  void dispatch(const proto::Request& req, std::vector<uint8_t> ext = {});
+  // Checks the header and runs the request here or on the pool (see RunOn). `alone`: the guest has published
+  // nothing after this request, so serving it here holds up nothing else of its.
+  void dispatch(const proto::Request& req, bool alone, std::vector<uint8_t> ext = {});
   void answer_error(const proto::Request& req, int status);
   void violation(const std::string& reason);
   void ended(const std::string& reason);
@@ -98,6 +100,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<bool> stopping_{false};
 
  private:
+  bool pool_idle();  // nothing of this guest's is on the worker pool
+
   std::thread thread_;
   ViolationFn on_violation_;
   std::mutex flight_mu_;

@@ -249,3 +249,21 @@ test('bad names are refused before anything is sent', async () => {
   await assert.rejects(gfs.symlink('', 'l'), errnoIs('ENOENT', 'symlink'));
   assert.equal(engine.stats()?.requests ?? 0, before);
 });
+
+test('a lone metadata change is served on the guest\'s own thread; file data always goes to the worker pool', async () => {
+  const pooled = (): number => engine.stats()?.pooled ?? -1;
+  await gfs.writeFile('data', randomBytes(4096));
+  const before = pooled();
+  // One request at a time, as a FUSE front end serving one application thread sends them: no hop to the pool.
+  await gfs.mkdir('dir');
+  await gfs.mknod('dir/node', 0o100644, 0);
+  await gfs.rename('dir/node', 'dir/moved');
+  await gfs.unlink('dir/moved');
+  await gfs.rmdir('dir');
+  const h = await gfs.open('data', 'r');
+  assert.equal(pooled(), before, 'mkdir, mknod, rename, unlink, rmdir and open stayed on the session thread');
+  const { bytesRead } = await h.read(Buffer.alloc(4096), 0, 4096, 0);
+  assert.equal(bytesRead, 4096);
+  assert.equal(pooled(), before + 1, 'the read went to the pool');
+  await h.close();
+});
