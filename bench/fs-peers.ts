@@ -53,6 +53,18 @@ async function stopChild(child: ChildProcess, mountpoint?: string): Promise<void
   if (mountpoint && isMounted(mountpoint)) spawnSync('umount', ['-l', mountpoint]);
 }
 
+/** Waits for the JSON line with "type":"ready" a mounting child prints on stdout once its mount is up. */
+function readyLine(child: ChildProcess, what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('"ready"')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code} before mounting`)));
+  });
+}
+
 function need(cmd: string): void {
   if (spawnSync('which', [cmd]).status !== 0) throw new Error(`${cmd} is not installed (scripts/setup-bench.sh)`);
 }
@@ -180,14 +192,7 @@ export class XenfsPeer implements Peer {
         '--control', this.#dom0.controlPath, '--secret-file', secretFile, ...this.#args,
       ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
       this.#guests.push({ child, dir });
-      await new Promise<void>((resolve, reject) => {
-        let buf = '';
-        child.stdout?.on('data', (d: Buffer) => {
-          buf += d.toString();
-          if (buf.includes('"ready"')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`xenfs guest exited with ${code} before mounting`)));
-      });
+      await readyLine(child, 'xenfs guest');
       const dom0 = this.#dom0;
       out.push({ dir, pids: () => [child.pid ?? 0, ...(i === 0 && dom0.pid ? [dom0.pid] : [])].filter((p) => p > 0) });
     }
@@ -198,5 +203,33 @@ export class XenfsPeer implements Peer {
     for (const { child, dir } of this.#guests.splice(0)) await stopChild(child, dir);
     await this.#dom0?.cleanup();
     this.#dom0 = null;
+  }
+}
+
+/**
+ * fuse-native itself, with nothing behind it: bench/fuse-native-passthrough.ts over the base directory, mounted as
+ * a XenFS guest mount is. Its figures are the ceiling of the fuse-native front end, measured in the same run.
+ */
+export class FuseNativePeer implements Peer {
+  readonly name = 'fuse-native';
+  readonly #children: Array<{ child: ChildProcess; dir: string }> = [];
+
+  async mount(base: string, work: string, count: number): Promise<Mounted[]> {
+    const out: Mounted[] = [];
+    for (let i = 0; i < count; i++) {
+      const dir = path.join(work, `fuse-native-${i}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const child = spawn(process.execPath, [
+        '--import', 'tsx', path.join(ROOT, 'bench', 'fuse-native-passthrough.ts'), base, dir,
+      ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
+      this.#children.push({ child, dir });
+      await readyLine(child, 'fuse-native passthrough');
+      out.push({ dir, pids: () => (child.pid ? [child.pid] : []) });
+    }
+    return out;
+  }
+
+  async teardown(): Promise<void> {
+    for (const { child, dir } of this.#children.splice(0)) await stopChild(child, dir);
   }
 }

@@ -1,10 +1,12 @@
 // bench:fs — the same fio jobs and metadata loop against a local directory, bindfs --multithreaded, sshfs over
-// loopback and XenFS guest mounts, in one run; then the memory test (4 mounts of each kind read one 1 GiB file).
-// Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--peers local,bindfs,sshfs,xenfs]
+// loopback, the bare fuse-native front end (the ceiling of XenFS's portable front end) and XenFS guest mounts, in
+// one run; then the memory test (4 mounts of each kind read one 1 GiB file).
+// Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--mem-mounts N]
+//        [--peers local,bindfs,sshfs,fuse-native,xenfs]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BindfsPeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
+import { BindfsPeer, FuseNativePeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
 import { GiB, median, memoryCopies, meta, randread, seqread, seqwrite, type FioOptions } from './fs-jobs.ts';
 
 const args = process.argv.slice(2);
@@ -20,17 +22,21 @@ const SIZE_MIB = num('--size-mib', 1024);
 const META = num('--meta', 10_000);
 const MEM_MOUNTS = num('--mem-mounts', 4);
 const peersArg = args.indexOf('--peers');
-const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'xenfs'];
+const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs'];
+// The memory test compares the ways guests could share files; local is the file itself, and fuse-native is a
+// front end, not a way to share.
+const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs']);
 
 const makers: Record<string, () => Peer> = {
   local: () => new LocalPeer(),
   bindfs: () => new BindfsPeer(),
   sshfs: () => new SshfsPeer(),
+  'fuse-native': () => new FuseNativePeer(),
   xenfs: () => new XenfsPeer(),
 };
 
 interface Row {
-  fs: string;
+  fs: string; // local | bindfs | sshfs | fuse-native | xenfs
   job: 'seqread' | 'seqwrite' | 'randread' | 'meta';
   value: number;
   unit: 'MB/s' | 'IOPS' | 'ops/s';
@@ -79,7 +85,7 @@ async function main(): Promise<void> {
     const chunk = Buffer.alloc(1 << 20, 0x6d);
     for (let i = 0; i < 1024; i++) fs.writeSync(fd, chunk);
     fs.closeSync(fd);
-    for (const name of PEERS.filter((p) => p !== 'local' && !(p in unavailable))) {
+    for (const name of PEERS.filter((p) => MEMORY_PEERS.has(p) && !(p in unavailable))) {
       const peer = (makers[name] as () => Peer)();
       try {
         const mounts = await peer.mount(base, work, MEM_MOUNTS);
@@ -101,11 +107,11 @@ async function main(): Promise<void> {
 
 function print(rows: Row[], memory: Record<string, number>, unavailable: Record<string, string>): void {
   const value = (f: string, job: string): number => rows.find((r) => r.fs === f && r.job === job)?.value ?? NaN;
-  console.log('fs        job        value      unit    x sshfs  x bindfs  x local');
+  console.log('fs           job        value      unit    x sshfs  x bindfs  x local  x fuse-native');
   for (const r of rows) {
     const ratio = (peer: string): string => (r.value / value(peer, r.job)).toFixed(2).padStart(8);
-    console.log(`${r.fs.padEnd(9)} ${r.job.padEnd(9)} ${String(r.value).padStart(9)}  ${r.unit.padEnd(6)} ` +
-      `${ratio('sshfs')} ${ratio('bindfs')} ${ratio('local')}`);
+    console.log(`${r.fs.padEnd(12)} ${r.job.padEnd(9)} ${String(r.value).padStart(9)}  ${r.unit.padEnd(6)} ` +
+      `${ratio('sshfs')} ${ratio('bindfs')} ${ratio('local')} ${ratio('fuse-native')}`);
   }
   console.log(`memory (copies of the file, ${MEM_MOUNTS} mounts): ${JSON.stringify(memory)}`);
   for (const [name, why] of Object.entries(unavailable)) console.log(`unavailable: ${name}: ${why}`);

@@ -26,13 +26,13 @@ constexpr std::array<OpSpec, proto::kOpCount> make_table() {
   t[Op::kReadlink] = {"readlink", &B::readlink, N, N, OUT, S, 0, 0};
   t[Op::kOpen] = {"open", &B::open, N, N, D0, SI, 0, 0};
   t[Op::kCreate] = {"create", &B::create, NM, N, D0, SI, 0, 0};
-  t[Op::kRead] = {"read", &B::read, N, N, OUT, PL, 0, 0};
-  t[Op::kWrite] = {"write", &B::write, N, N, IN, PL, 0, 0};
+  t[Op::kRead] = {"read", &B::read, N, N, OUT, SI, 0, 0};
+  t[Op::kWrite] = {"write", &B::write, N, N, IN, SI, 0, 0};
   t[Op::kFlush] = {"flush", &B::flush, N, N, D0, S, 0, 0};
   t[Op::kFsync] = {"fsync", &B::fsync, N, N, D0, PL, 0, 0};
   t[Op::kRelease] = {"release", &B::release, N, N, D0, SI, 0, 0};
   t[Op::kOpendir] = {"opendir", &B::opendir, N, N, D0, S, 0, 0};
-  t[Op::kReaddir] = {"readdir", &B::readdir, N, N, OUT, PL, 0, 0};
+  t[Op::kReaddir] = {"readdir", &B::readdir, N, N, OUT, SI, 0, 0};
   t[Op::kMkdir] = {"mkdir", &B::mkdir, NM, N, D0, SI, 0, 0};
   t[Op::kUnlink] = {"unlink", &B::unlink, NM, N, D0, SI, 0, 0};
   t[Op::kRmdir] = {"rmdir", &B::rmdir, NM, N, D0, SI, 0, 0};

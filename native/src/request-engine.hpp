@@ -14,11 +14,13 @@ enum class NameKind : uint8_t { kNone, kName, kPath, kTarget };
 enum class DataDir : uint8_t { kNone, kIn, kOut };
 
 // Where a request is served. The session thread is the guest's own, so an op run there delays only that guest;
-// the worker pool is for overlapping a guest's concurrent requests, and each hop to it costs a thread wake-up.
+// the worker pool is for overlapping a guest's concurrent requests, and each hop to it costs a thread wake-up —
+// on a virtual CPU often more than the syscall it carries.
 enum class RunOn : uint8_t {
-  kSession,      // never waits on the disk
-  kSessionIdle,  // a short metadata change: on the session thread when it is the guest's only request, else the pool
-  kPool,         // moves file data or waits for the disk (read, write, fsync, readdir): always the pool
+  kSession,      // never waits on the disk (lookups, attributes)
+  kSessionIdle,  // usually done in microseconds (metadata changes; file data in dom0's page cache): on the session
+                 // thread when it is the guest's only request, else on the pool
+  kPool,         // waits for the disk by nature (fsync, fallocate): always the pool
 };
 
 struct OpSpec {
