@@ -4,12 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Dom0 } from '../../helpers/dom0.ts';
 
 const MAIN = new URL('../../../core/cli/main.ts', import.meta.url).pathname;
 
-test('a sandboxed workload works on its mount, sees nothing else of dom0, and its exit status comes back', async () => {
+test('a sandboxed workload works on its mount, sees nothing else of dom0, reaches no network, and its exit status comes back', async () => {
   const dom0 = await Dom0.start({
     config: {
       exports: { shared: { path: 'shared' } },
@@ -24,6 +25,16 @@ test('a sandboxed workload works on its mount, sees nothing else of dom0, and it
   const secretFile = path.join(dom0.dir, 'secret');
   fs.writeFileSync(secretFile, 'b', { mode: 0o600 });
   const mountsBefore = fs.readFileSync('/proc/mounts', 'utf8');
+  // A service of dom0's on loopback: the guest's own loopback is another interface, and down.
+  const listener = net.createServer((c) => c.end('dom0 service\n'));
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const port = (listener.address() as net.AddressInfo).port;
+  const run = (exportName: string, script: string): ReturnType<typeof spawnSync> =>
+    spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'guest', 'boxed', '--mount', '/data', '--export', exportName,
+      '--control', dom0.controlPath, '--secret-file', secretFile, '--sandbox', '--', 'sh', '-c', script],
+    { encoding: 'utf8', timeout: 60_000 });
+  const fields = (stdout: string): Record<string, string> => Object.fromEntries(stdout.trim().split('\n')
+    .filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   try {
     const script = [
       'echo "uid=$(id -u)"',
@@ -31,21 +42,34 @@ test('a sandboxed workload works on its mount, sees nothing else of dom0, and it
       'echo written > out && echo "write=ok"',
       'echo "etc=$(ls /etc 2>/dev/null | wc -l)"',
       'echo "state=$(ls ' + dom0.stateDir + ' 2>/dev/null | wc -l)"',
+      `echo "net=$(bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port}' 2>/dev/null && echo connected || echo refused)"`,
       'exit 7',
     ].join('; ');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'guest', 'boxed', '--mount', '/data',
-      '--control', dom0.controlPath, '--secret-file', secretFile, '--sandbox', '--', 'sh', '-c', script],
-    { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(r.status, 7, `the workload's exit status comes back (stderr: ${r.stderr})`);
-    const out = Object.fromEntries(r.stdout.trim().split('\n').filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const r = run('home', script);
+    assert.equal(r.status, 7, `the workload's exit status comes back (stderr: ${String(r.stderr)})`);
+    const out = fields(String(r.stdout));
     assert.equal(out.uid, '65534');
     assert.equal(out.read, 'hello from dom0');
     assert.equal(out.write, 'ok');
     assert.equal(out.etc, '0', "dom0's /etc is not visible");
     assert.equal(out.state, '0', "dom0's state directory (and its control socket) is not visible");
+    assert.equal(out.net, 'refused', "dom0's loopback services are out of reach");
     assert.equal(fs.readFileSync(path.join(home, 'out'), 'utf8'), 'written\n', 'the write landed in the export');
+
+    // The read-only export: readable, and every change refused by dom0 (EROFS), whatever the workload tries.
+    fs.writeFileSync(path.join(dom0.dir, 'shared', 'doc'), 'shared doc\n');
+    const ro = fields(String(run('shared', [
+      'echo "read=$(cat doc)"',
+      'echo "write=$(echo x 2>&1 > new || true)"',
+      'echo "append=$(echo x 2>&1 >> doc || true)"',
+      'echo "rm=$(rm -f doc 2>&1 || true)"',
+    ].join('; ')).stdout));
+    assert.equal(ro.read, 'shared doc');
+    for (const k of ['write', 'append', 'rm']) assert.match(ro[k] ?? '', /Read-only file system/, `${k} on a read-only export`);
+    assert.deepEqual(fs.readdirSync(path.join(dom0.dir, 'shared')), ['doc']);
+    assert.equal(fs.readFileSync(path.join(dom0.dir, 'shared', 'doc'), 'utf8'), 'shared doc\n');
   } finally {
+    listener.close();
     await dom0.cleanup();
   }
   assert.equal(fs.readFileSync('/proc/mounts', 'utf8'), mountsBefore, 'nothing left mounted in dom0');
