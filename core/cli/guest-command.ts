@@ -29,7 +29,8 @@ export interface GuestArgs {
   controlPath: string;
   secret: string | undefined;
   waitMs: number;
-  cache: FuseCacheMode;
+  /** --cache, when given; otherwise the mount follows dom0's configuration for this guest. */
+  cache: FuseCacheMode | undefined;
   /** Run `command` isolated as a VM would be (own namespaces, private root, unprivileged), mount inside. */
   sandbox: { command: string[]; uid: number; inside: boolean } | null;
 }
@@ -79,8 +80,8 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const waitText = values['wait-ms'];
   const waitMs = waitText === undefined ? DEFAULT_WAIT_MS : /^\d+$/.test(waitText) ? Number(waitText) : NaN;
   if (!Number.isSafeInteger(waitMs)) usage(`--wait-ms must be a whole number of ms >= 0, got '${waitText}'`);
-  const cache = values.cache ?? 'none';
-  if (cache !== 'none' && cache !== 'auto') usage(`--cache must be none or auto, got ${cache}`);
+  const cache = values.cache;
+  if (cache !== undefined && cache !== 'none' && cache !== 'auto') usage(`--cache must be none or auto, got ${cache}`);
   let secret: string | undefined;
   const secretFile = values['secret-file'];
   if (secretFile !== undefined) {
@@ -141,7 +142,7 @@ export async function guestCommand(argv: string[]): Promise<void> {
 
   const ready = {
     type: 'ready', domain: args.domain, export: guest.exportRoot(args.exportName).name, mount: mount.dir,
-    cache: args.cache, pid: process.pid,
+    cache: mount.cache, pid: process.pid,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   process.send?.(ready);

@@ -50,6 +50,11 @@ export interface GuestConfig {
   owner?: { uid: number; gid: number };
   /** Owners as the guest sees them, in user-namespace style ranges. */
   idMap?: { uid: IdRangeConfig[]; gid: IdRangeConfig[] };
+  /**
+   * How the guest's mounts cache file data, unless the guest's command line says otherwise: 'none' (one copy in
+   * host memory, every read and write goes to dom0) or 'auto' (the front end's kernel page cache as well).
+   */
+  cache: 'none' | 'auto';
 }
 
 export interface ServerConfig {
@@ -178,14 +183,21 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
   const names = new Set<string>();
   const guests = o.guests.map((g, i): GuestConfig => {
     const key = `guests[${i}]`;
-    const go = r.strictObj(g, key, ['name', 'secret', 'uid', 'exports', 'limits', 'owner', 'idMap']);
+    const go = r.strictObj(g, key, ['name', 'secret', 'uid', 'exports', 'limits', 'owner', 'idMap', 'cache']);
     const name = r.str(go.name, `${key}.name`);
     if (name.length > MAX_DOMAIN_NAME || !/^[A-Za-z0-9._-]+$/.test(name)) {
       r.fail(`${key}.name`, `must be 1..${MAX_DOMAIN_NAME} of A-Z a-z 0-9 . _ -`);
     }
     if (names.has(name)) r.fail(`${key}.name`, `duplicates guest '${name}'`);
     names.add(name);
-    const guest: GuestConfig = { name, exports: [], limits: readLimits(r, go.limits, `${key}.limits`, baseLimits) };
+    const guest: GuestConfig = {
+      name, exports: [], limits: readLimits(r, go.limits, `${key}.limits`, baseLimits), cache: 'none',
+    };
+    if (go.cache !== undefined) {
+      const cache = r.str(go.cache, `${key}.cache`);
+      if (cache !== 'none' && cache !== 'auto') r.fail(`${key}.cache`, `must be 'none' or 'auto', got '${cache}'`);
+      guest.cache = cache;
+    }
     if (go.secret !== undefined) guest.secret = r.str(go.secret, `${key}.secret`);
     if (go.uid !== undefined) guest.uid = r.int(go.uid, `${key}.uid`, 0, 0xfffffffe);
     if (go.owner !== undefined) {

@@ -24,6 +24,7 @@ export interface FuseMountOptions {
    * 'auto': the kernel's page cache and 1 s attribute/entry caching on this mount; cached pages are dropped at
    * open when the file's size or mtime changed (libfuse's auto_cache). Faster, one more copy of read data,
    * and other guests' changes may take up to a second to show.
+   * Default: what dom0's configuration says for this guest (`cache` in its guest entry), else 'none'.
    */
   cache?: FuseCacheMode;
   /** Where unexpected failures of FUSE calls are reported (they reach applications as EIO). Default: silent. */
@@ -62,13 +63,17 @@ export function isMountPoint(dir: string): boolean {
 export class FuseMount {
   /** The mount point, absolute. */
   readonly dir: string;
+  /** The caching this mount was made with. */
+  readonly cache: FuseCacheMode;
   readonly #fuse: PatchedFuse;
   readonly #handles: HandleTable<GuestFileHandle>;
   readonly #logger: Logger;
   #unmounting: Promise<void> | null = null;
 
-  private constructor(dir: string, fuse: PatchedFuse, handles: HandleTable<GuestFileHandle>, logger: Logger) {
+  private constructor(dir: string, cache: FuseCacheMode, fuse: PatchedFuse, handles: HandleTable<GuestFileHandle>,
+    logger: Logger) {
     this.dir = dir;
+    this.cache = cache;
     this.#fuse = fuse;
     this.#handles = handles;
     this.#logger = logger;
@@ -80,7 +85,7 @@ export class FuseMount {
    * the caller's: unmount before closing it.
    */
   static async mount(guest: Guest, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
-    const cache = opts.cache ?? 'none';
+    const cache = opts.cache ?? guest.cacheMode;
     if (cache !== 'none' && cache !== 'auto') throw new RangeError(`cache must be 'none' or 'auto', got ${String(cache)}`);
     const logger = opts.logger ?? silentLogger;
     const exportInfo = guest.exportRoot(opts.exportName);
@@ -95,7 +100,7 @@ export class FuseMount {
     const fuse = new PatchedFuse(absolute, ops, { force: true, mkdir: true, timeout: false }, mountOptions(fsname, cache, opts.allowOther ?? false));
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
     logger.log('info', 'guest export mounted', { dir: absolute, domain: guest.options.domain, export: exportInfo.name, cache });
-    return new FuseMount(absolute, fuse, handles, logger);
+    return new FuseMount(absolute, cache, fuse, handles, logger);
   }
 
   /** Files open through the mount right now. */

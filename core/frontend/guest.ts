@@ -81,6 +81,11 @@ export class Guest extends EventEmitter<GuestEvents> {
     return this.#welcome?.features ?? 0;
   }
 
+  /** The caching dom0's configuration asks of this guest's mounts ('none' until connected). */
+  get cacheMode(): 'none' | 'auto' {
+    return this.#welcome?.cache ?? 'none';
+  }
+
   /** How many times a connection reached Connected (1 + reconnections). */
   get connections(): number {
     return this.#connections;

@@ -46,6 +46,8 @@ export interface Welcome {
   features: number;
   exports: ExportInfo[];
   limits: Record<string, number>;
+  /** How dom0's administrator wants this guest's mounts to cache file data (the guest config's `cache`). */
+  cache: 'none' | 'auto';
   stream?: { token: string; unixPath?: string; tcpPort?: number };
 }
 
@@ -141,7 +143,9 @@ export function decodeWelcome(body: unknown): Welcome | Refusal {
   });
   const limits: Record<string, number> = {};
   if (isObj(body.limits)) for (const [k, v] of Object.entries(body.limits)) if (typeof v === 'number') limits[k] = v;
-  const w: Welcome = { type: 'welcome', state: 'Connected', version, features, exports, limits };
+  // Only an explicit 'auto' turns caching on: an older dom0 that says nothing gets the one-copy default.
+  const cache = body.cache === 'auto' ? 'auto' : 'none';
+  const w: Welcome = { type: 'welcome', state: 'Connected', version, features, exports, limits, cache };
   if (isObj(body.stream) && typeof body.stream.token === 'string') {
     w.stream = { token: body.stream.token };
     if (typeof body.stream.unixPath === 'string') w.stream.unixPath = body.stream.unixPath;

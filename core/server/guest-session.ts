@@ -164,6 +164,7 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       features: this.#features,
       exports,
       limits: { ...g.limits },
+      cache: g.cache,
     };
     if (hello.transport === 'ring') {
       const ring = hello.ring;

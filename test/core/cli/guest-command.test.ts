@@ -14,12 +14,12 @@ const isUsage = (pattern: RegExp) => (err: unknown): boolean => {
   return true;
 };
 
-test('defaults: the standard control socket, 10 s of waiting, no caching', () => {
+test('defaults: the standard control socket, 10 s of waiting, caching as dom0 configures it', () => {
   const env: NodeJS.ProcessEnv = {};
   const a = parseGuestArgs(['vm1', '--mount', 'relative/dir'], env);
   assert.deepEqual(a, {
     domain: 'vm1', mount: path.resolve('relative/dir'), exportName: undefined, controlPath: '/var/lib/xenfs/control.sock',
-    secret: undefined, waitMs: 10_000, cache: 'none', sandbox: null,
+    secret: undefined, waitMs: 10_000, cache: undefined, sandbox: null,
   });
 });
 

@@ -111,6 +111,13 @@ test('config error: a shared export cannot be made writable', () => {
   assert.equal(parseConfig(base({ exports: { pub: { path: 'p', readOnly: true } } }), FILE).guests.length, 1);
 });
 
+test('a guest\'s cache mode: none unless the config says auto; anything else names the key', () => {
+  assert.equal(parseConfig(base(), FILE).guests[0]?.cache, 'none');
+  assert.equal(parseConfig(base({ guests: [guest({ cache: 'auto' })] }), FILE).guests[0]?.cache, 'auto');
+  assertConfigError(() => parseConfig(base({ guests: [guest({ cache: 'always' })] }), FILE), 'guests[0].cache', /'none' or 'auto'/);
+  assertConfigError(() => parseConfig(base({ guests: [guest({ cache: true })] }), FILE), 'guests[0].cache');
+});
+
 test('a valid config: defaults filled in, relative paths resolved against the file, shared exports read-only', () => {
   const cfg = parseConfig({
     stateDir: 'state',

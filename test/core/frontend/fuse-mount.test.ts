@@ -208,6 +208,16 @@ test('--cache auto: the kernel caches, and a file changed elsewhere is re-read a
   await eventually(async () => (await fsp.readFile(p, 'utf8')) === 'changed on dom0, longer', 5000, 'the new contents');
 });
 
+test('dom0\'s config chooses a guest\'s caching; the guest\'s --cache overrides it', { timeout: 30_000 }, async (t) => {
+  const [auto, overridden, plain] = ['fm-cfg-auto', 'fm-cfg-over', 'fm-cfg-none'].map(uniqueName) as [string, string, string];
+  const { dom0, scope } = await dom0For(t, {
+    guests: [{ ...guestConfig(auto), cache: 'auto' }, { ...guestConfig(overridden), cache: 'auto' }, guestConfig(plain)],
+  });
+  assert.equal((await mountGuest(scope, { dom0, domain: auto, secret: SECRET })).ready.cache, 'auto');
+  assert.equal((await mountGuest(scope, { dom0, domain: overridden, secret: SECRET, cache: 'none' })).ready.cache, 'none');
+  assert.equal((await mountGuest(scope, { dom0, domain: plain, secret: SECRET })).ready.cache, 'none');
+});
+
 test('bad command lines exit 2 with the usage; a refused secret exits 1', { timeout: 30_000 }, async (t) => {
   const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
     promisify(execFile)(process.execPath, ['--import', 'tsx', MAIN, 'guest', ...args], {

@@ -74,3 +74,16 @@ test('fuzz: random JSON never throws anything but ProtocolError', () => {
     }
   }
 });
+
+test('welcome: the cache mode is auto only when dom0 says so explicitly', () => {
+  const welcome = { type: 'welcome', version: 1, features: 0, exports: [{ name: 'home', node: 1 }], limits: {} };
+  const cacheOf = (body: Record<string, unknown>): string => {
+    const w = decodeWelcome(body);
+    assert.equal(w.type, 'welcome');
+    return w.type === 'welcome' ? w.cache : '';
+  };
+  assert.equal(cacheOf(welcome), 'none');
+  assert.equal(cacheOf({ ...welcome, cache: 'auto' }), 'auto');
+  assert.equal(cacheOf({ ...welcome, cache: 'AUTO' }), 'none');
+  assert.equal(cacheOf({ ...welcome, cache: 1 }), 'none');
+});
