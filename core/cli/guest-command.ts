@@ -162,6 +162,16 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
     const code = await enterNamespaces([process.execPath, ...process.execArgv, MAIN, 'guest', '--sandbox-inside', ...argv], env);
     process.exit(code);
   }
+  // SIGINT/SIGTERM (passed on by the outer process) stop the workload; the mount and the connection then go as
+  // after any other end of the workload. Handled from the start: as PID 1 of its namespace this process
+  // would otherwise ignore them.
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    stderrLogger.log('info', 'sandboxed guest stopping', { reason: sig, domain: args.domain });
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const guest = await Guest.connect({
     controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
     ...(args.secret === undefined ? {} : { secret: args.secret }),
@@ -173,7 +183,9 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
       exportName: args.exportName, cache: args.cache, logger: stderrLogger, allowOther: true,
     });
     try {
-      code = await runWorkload(root.root, { command: box.command, uid: box.uid, gid: box.uid, cwd: args.mount });
+      code = await runWorkload(root.root, {
+        command: box.command, uid: box.uid, gid: box.uid, cwd: args.mount, stop: stop.signal,
+      });
     } finally {
       await mount.unmount();
     }

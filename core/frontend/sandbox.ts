@@ -33,9 +33,20 @@ function run(cmd: string, args: string[]): void {
   }
 }
 
+/** The first child of process `pid` (from /proc), or null when it has none (yet, or any more). */
+function firstChild(pid: number): number | null {
+  try {
+    const first = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0];
+    return first ? Number(first) : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Re-runs `argv` (a CLI invocation) in new mount, PID and network namespaces; resolves with its exit code. The
- * child becomes PID 1 of its namespace, so when it exits every process of the guest is gone with it.
+ * child becomes PID 1 of its namespace, so when it exits every process of the guest is gone with it. SIGINT and
+ * SIGTERM are passed to that child, which stops its workload and unmounts.
  */
 export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -44,7 +55,16 @@ export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process
       env,
     });
     const forward = (sig: NodeJS.Signals): void => {
-      child.kill(sig);
+      // Not to unshare: with --fork it blocks SIGINT and SIGTERM and only waits. Its child is the front end, PID
+      // 1 of the new namespace, which a signal from outside reaches because it handles them. Before that child
+      // exists there is nothing to stop cleanly, and unshare goes at once.
+      const inner = child.pid === undefined ? null : firstChild(child.pid);
+      try {
+        if (inner !== null) process.kill(inner, sig);
+        else child.kill('SIGKILL');
+      } catch {
+        // gone already
+      }
     };
     process.on('SIGINT', forward);
     process.on('SIGTERM', forward);
@@ -112,6 +132,10 @@ export interface Workload {
   gid: number;
   /** The workload's working directory inside the sandbox (default the XenFS mount). */
   cwd: string;
+  /** When aborted, the workload gets SIGTERM, and SIGKILL if it is still running `graceMs` later. */
+  stop?: AbortSignal;
+  /** Default 10 s. */
+  graceMs?: number;
 }
 
 /**
@@ -134,7 +158,19 @@ export function runWorkload(root: string, w: Workload): Promise<number> {
       stdio: 'inherit',
       env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: w.cwd, LANG: 'C.UTF-8' },
     });
+    let killTimer: NodeJS.Timeout | undefined;
+    // chroot, setpriv and sh each exec the next, so this child is the workload itself.
+    const stop = (): void => {
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), w.graceMs ?? 10_000);
+    };
+    if (w.stop?.aborted) stop();
+    else w.stop?.addEventListener('abort', stop, { once: true });
     child.once('error', reject);
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
+    child.once('exit', (code, signal) => {
+      clearTimeout(killTimer);
+      w.stop?.removeEventListener('abort', stop);
+      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+    });
   });
 }

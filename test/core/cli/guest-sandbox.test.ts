@@ -2,7 +2,7 @@
 // XenFS mount as the only thing of dom0's it can reach besides read-only system directories.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -70,6 +70,48 @@ test('a sandboxed workload works on its mount, sees nothing else of dom0, reache
     assert.equal(fs.readFileSync(path.join(dom0.dir, 'shared', 'doc'), 'utf8'), 'shared doc\n');
   } finally {
     listener.close();
+    await dom0.cleanup();
+  }
+  assert.equal(fs.readFileSync('/proc/mounts', 'utf8'), mountsBefore, 'nothing left mounted in dom0');
+});
+
+/** PIDs of processes whose command line contains `needle` (this test's own processes only match by design). */
+function processesWith(needle: string): number[] {
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle);
+    } catch {
+      return false;
+    }
+  }).map(Number);
+}
+
+test('SIGTERM to a sandboxed guest stops its workload, unmounts, and leaves no process behind', async () => {
+  const domain = `boxed-stop-${process.pid}`;
+  const dom0 = await Dom0.start({ config: { guests: [{ name: domain, secret: 's', exports: [{ name: 'home', path: 'home' }] }] } });
+  const home = path.join(dom0.dir, 'home');
+  fs.mkdirSync(home);
+  fs.chmodSync(home, 0o777);
+  const secretFile = path.join(dom0.dir, 'secret');
+  fs.writeFileSync(secretFile, 's', { mode: 0o600 });
+  const mountsBefore = fs.readFileSync('/proc/mounts', 'utf8');
+  const cli = spawn(process.execPath, ['--import', 'tsx', MAIN, 'guest', domain, '--mount', '/data',
+    '--control', dom0.controlPath, '--secret-file', secretFile, '--sandbox', '--', 'sh', '-c',
+    'echo running > started; exec sleep 600'], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
+  try {
+    const until = Date.now() + 30_000;
+    while (!fs.existsSync(path.join(home, 'started'))) {
+      assert.ok(Date.now() < until, 'the workload started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    cli.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
+    assert.equal(code, 128 + 15, 'the workload was ended by SIGTERM and its status came back');
+    assert.deepEqual(processesWith(domain), [], 'neither the front end nor the workload is left');
+  } finally {
+    if (cli.exitCode === null) cli.kill('SIGKILL');
+    for (const pid of processesWith(domain)) process.kill(pid, 'SIGKILL');
     await dom0.cleanup();
   }
   assert.equal(fs.readFileSync('/proc/mounts', 'utf8'), mountsBefore, 'nothing left mounted in dom0');
