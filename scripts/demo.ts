@@ -129,17 +129,22 @@ function startGuest(dom0: Dom0, name: string, exportName: string, secretFile: st
 }
 
 /**
- * Kills a guest's whole process group by its PID. SIGTERM would not do: the CLI forwards it to unshare(1), which
- * blocks it, and the front end inside is PID 1 of its namespace with no handler, so it ignores it. SIGKILL of the
- * group ends the namespace's init and with it every process and mount of the guest.
+ * Stops a guest by its PID: SIGTERM, which the CLI passes to the front end inside the sandbox (it stops the
+ * workload and unmounts); if that has not worked within a few seconds, SIGKILL of the guest's process group, which
+ * ends the namespace's init and with it every process and mount of the guest.
  */
 async function killGuest(run: GuestRun): Promise<void> {
   const pid = run.child.pid;
-  if (pid !== undefined && run.child.exitCode === null && run.child.signalCode === null) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // Already gone.
+  const alive = (): boolean => run.child.exitCode === null && run.child.signalCode === null;
+  if (pid !== undefined && alive()) {
+    run.child.kill('SIGTERM');
+    const gone = await Promise.race([run.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
+    if (!gone && alive()) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
     }
   }
   await run.done;
