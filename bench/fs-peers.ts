@@ -208,7 +208,7 @@ export class XenfsPeer implements Peer {
 
 /**
  * fuse-native itself, with nothing behind it: bench/fuse-native-passthrough.ts over the base directory, mounted as
- * a XenFS guest mount is. Its figures are the ceiling of the fuse-native front end, measured in the same run.
+ * a XenFS guest mount is: the same front end doing the work itself, with no ring, measured in the same run.
  */
 export class FuseNativePeer implements Peer {
   readonly name = 'fuse-native';

@@ -1,8 +1,8 @@
 // bench:fs — the same fio jobs and metadata loop against a local directory, bindfs --multithreaded, sshfs over
-// loopback, the bare fuse-native front end (the ceiling of XenFS's portable front end) and XenFS guest mounts, in
+// loopback, a bare fuse-native passthrough (XenFS's portable front end with no ring behind it) and XenFS guest mounts, in
 // one run; then the memory test (4 mounts of each kind read one 1 GiB file).
 // Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--mem-mounts N]
-//        [--peers local,bindfs,sshfs,fuse-native,xenfs[,xenfs-auto]]
+//        [--peers local,bindfs,sshfs,fuse-native,xenfs[,xenfs-names,xenfs-auto]]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +25,7 @@ const peersArg = args.indexOf('--peers');
 const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs'];
 // The memory test compares the ways guests could share files; local is the file itself, and fuse-native is a
 // front end, not a way to share.
-const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs', 'xenfs-auto']);
+const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs', 'xenfs-names', 'xenfs-auto']);
 
 const makers: Record<string, () => Peer> = {
   local: () => new LocalPeer(),
@@ -33,12 +33,14 @@ const makers: Record<string, () => Peer> = {
   sshfs: () => new SshfsPeer(),
   'fuse-native': () => new FuseNativePeer(),
   xenfs: () => new XenfsPeer(),
-  // Not run by default: the administrator's trade of memory for speed (a page cache per mount), for comparison.
+  // Not run by default, for comparison: the one-copy mount with a 100 ms name cache, and the administrator's trade
+  // of memory for speed (a page cache per mount).
+  'xenfs-names': () => new XenfsPeer('xenfs-names', ['--name-cache-ms', '100']),
   'xenfs-auto': () => new XenfsPeer('xenfs-auto', ['--cache', 'auto']),
 };
 
 interface Row {
-  fs: string; // local | bindfs | sshfs | fuse-native | xenfs | xenfs-auto
+  fs: string; // local | bindfs | sshfs | fuse-native | xenfs | xenfs-names | xenfs-auto
   job: 'seqread' | 'seqwrite' | 'randread' | 'meta';
   value: number;
   unit: 'MB/s' | 'IOPS' | 'ops/s';

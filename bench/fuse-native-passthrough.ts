@@ -1,7 +1,8 @@
 // The fuse-native front end with no ring and no dom0 behind it: a passthrough of BASE at MOUNTDIR, mounted with
 // exactly the options of a XenFS guest mount in its default mode (direct I/O, nothing cached), answering every
-// call with a synchronous syscall on BASE. bench:fs measures it beside XenFS as the ceiling of this front end:
-// what is left of a figure once the ring, dom0 and the client library cost nothing.
+// call with a synchronous syscall on BASE from its one JavaScript thread. bench:fs measures it beside XenFS: what
+// this front end does when the work is local. (Not a strict ceiling: XenFS hands the syscalls to dom0's thread,
+// so the JavaScript thread of a guest mount has less to do per call.)
 // Usage (as its own process; bench/fs-peers.ts starts it): node --import tsx bench/fuse-native-passthrough.ts BASE MOUNTDIR
 import fs from 'node:fs';
 import path from 'node:path';
@@ -85,7 +86,7 @@ const ops: Fuse.Operations = {
 };
 
 const fuse = new PatchedFuse(path.resolve(mountDir), ops, { force: true, mkdir: true, timeout: false },
-  mountOptions('fuse-native-passthrough', 'none'));
+  mountOptions('fuse-native-passthrough', { cache: 'none' }));
 await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
 process.stdout.write(`${JSON.stringify({ type: 'ready', mount: path.resolve(mountDir), pid: process.pid })}\n`);
 const stop = (): void => fuse.unmount(() => process.exit(0));

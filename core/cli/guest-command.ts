@@ -7,14 +7,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { XenfsError } from '../errors.ts';
-import { FuseMount, type FuseCacheMode } from '../frontend/fuse-mount.ts';
+import { FuseMount, MAX_NAME_CACHE_MS, type FuseCacheMode } from '../frontend/fuse-mount.ts';
 import { Guest } from '../frontend/guest.ts';
-import { buildRoot, enterNamespaces, runWorkload } from '../frontend/sandbox.ts';
+import { buildRoot, enterNamespaces, makeRootDir, runWorkload } from '../frontend/sandbox.ts';
 import { fileURLToPath } from 'node:url';
 import { stderrLogger } from '../util/log.ts';
 
 export const GUEST_USAGE = 'usage: xenfs guest NAME --mount DIR [--export NAME] [--control PATH] '
-  + '[--secret-file FILE] [--wait-ms N] [--cache none|auto] [--sandbox [--workload-uid N] -- CMD [ARGS...]]'
+  + '[--secret-file FILE] [--wait-ms N] [--cache none|auto] [--name-cache-ms N] '
+  + '[--sandbox [--workload-uid N] -- CMD [ARGS...]]'
   + '   (secret: --secret-file, or env XENFS_SECRET)';
 
 const DEFAULT_CONTROL = '/var/lib/xenfs/control.sock';
@@ -31,8 +32,10 @@ export interface GuestArgs {
   waitMs: number;
   /** --cache, when given; otherwise the mount follows dom0's configuration for this guest. */
   cache: FuseCacheMode | undefined;
+  /** --name-cache-ms, when given (see FuseMountOptions.nameCacheMs). */
+  nameCacheMs: number | undefined;
   /** Run `command` isolated as a VM would be (own namespaces, private root, unprivileged), mount inside. */
-  sandbox: { command: string[]; uid: number; inside: boolean } | null;
+  sandbox: { command: string[]; uid: number; inside: boolean; root: string | undefined } | null;
 }
 
 function usage(problem: string): never {
@@ -57,10 +60,13 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'secret-file': { type: 'string' },
         'wait-ms': { type: 'string' },
         cache: { type: 'string' },
+        'name-cache-ms': { type: 'string' },
         sandbox: { type: 'boolean' },
         'workload-uid': { type: 'string' },
         // Internal: set by the re-executed front end once it runs inside the sandbox's namespaces.
         'sandbox-inside': { type: 'boolean' },
+        // Internal: the (empty) directory the outer process made for the sandbox root, and removes afterwards.
+        'sandbox-root': { type: 'string' },
       },
     });
   } catch (err) {
@@ -82,6 +88,11 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!Number.isSafeInteger(waitMs)) usage(`--wait-ms must be a whole number of ms >= 0, got '${waitText}'`);
   const cache = values.cache;
   if (cache !== undefined && cache !== 'none' && cache !== 'auto') usage(`--cache must be none or auto, got ${cache}`);
+  const nameText = values['name-cache-ms'];
+  const nameCacheMs = nameText === undefined ? undefined : /^\d+$/.test(nameText) ? Number(nameText) : NaN;
+  if (nameCacheMs !== undefined && !(nameCacheMs <= MAX_NAME_CACHE_MS)) {
+    usage(`--name-cache-ms must be a whole number of ms in 0..${MAX_NAME_CACHE_MS}, got '${nameText}'`);
+  }
   let secret: string | undefined;
   const secretFile = values['secret-file'];
   if (secretFile !== undefined) {
@@ -96,8 +107,10 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   delete env.XENFS_SECRET;
   return {
     domain, mount: path.resolve(values.mount), exportName: values.export, controlPath: values.control ?? DEFAULT_CONTROL,
-    secret: secret === '' ? undefined : secret, waitMs, cache,
-    sandbox: values.sandbox ? { command: extra, uid: workloadUid, inside: values['sandbox-inside'] === true } : null,
+    secret: secret === '' ? undefined : secret, waitMs, cache, nameCacheMs,
+    sandbox: values.sandbox
+      ? { command: extra, uid: workloadUid, inside: values['sandbox-inside'] === true, root: values['sandbox-root'] }
+      : null,
   };
 }
 
@@ -111,7 +124,9 @@ export async function guestCommand(argv: string[]): Promise<void> {
   });
   let mount: FuseMount;
   try {
-    mount = await FuseMount.mount(guest, args.mount, { exportName: args.exportName, cache: args.cache, logger: log });
+    mount = await FuseMount.mount(guest, args.mount, {
+      exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, logger: log,
+    });
   } catch (err) {
     await guest.close();
     throw err;
@@ -159,7 +174,21 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
   if (!box.inside) {
     // The secret was taken out of this environment when read; the inner front end needs it back.
     const env = args.secret === undefined ? process.env : { ...process.env, XENFS_SECRET: args.secret };
-    const code = await enterNamespaces([process.execPath, ...process.execArgv, MAIN, 'guest', '--sandbox-inside', ...argv], env);
+    // Made out here so it is removed out here, even when the guest inside is killed: its mounts go with its
+    // namespace, and what is left in dom0's view is this empty directory.
+    const rootDir = makeRootDir();
+    let code: number;
+    try {
+      code = await enterNamespaces([process.execPath, ...process.execArgv, MAIN, 'guest', '--sandbox-inside',
+        '--sandbox-root', rootDir, ...argv], env);
+    } finally {
+      // rmdir, never a recursive removal: were anything mounted there in dom0's view, it must not be emptied.
+      try {
+        fs.rmdirSync(rootDir);
+      } catch (err) {
+        stderrLogger.log('warn', 'sandbox root left behind', { dir: rootDir, error: (err as Error).message });
+      }
+    }
     process.exit(code);
   }
   // SIGINT/SIGTERM (passed on by the outer process) stop the workload; the mount and the connection then go as
@@ -176,11 +205,12 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
     controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
     ...(args.secret === undefined ? {} : { secret: args.secret }),
   });
-  const root = buildRoot(args.mount);
+  const root = buildRoot(args.mount, box.root);
   let code = 1;
   try {
     const mount = await FuseMount.mount(guest, root.mountpoint, {
-      exportName: args.exportName, cache: args.cache, logger: stderrLogger, allowOther: true,
+      exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, logger: stderrLogger,
+      allowOther: true,
     });
     try {
       code = await runWorkload(root.root, {

@@ -77,13 +77,18 @@ export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process
   });
 }
 
+/** A new empty directory for a sandbox root, in dom0's temporary directory. */
+export function makeRootDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-sandbox-'));
+}
+
 /**
- * Builds the workload's root. Must run inside the private mount namespace `enterNamespaces` made: every mount here
- * is invisible to dom0 and vanishes with the namespace.
+ * Builds the workload's root on `root`, an empty directory (a new one by default). Must run inside the private
+ * mount namespace `enterNamespaces` made: every mount here is invisible to dom0 and vanishes with the namespace;
+ * seen from dom0, `root` stays an empty directory, which whoever made it removes.
  */
-export function buildRoot(mountDir: string): SandboxRoot {
+export function buildRoot(mountDir: string, root = makeRootDir()): SandboxRoot {
   if (!path.isAbsolute(mountDir)) throw new XenfsError('XENFS_ERR_SANDBOX', `sandbox: --mount ${mountDir} must be absolute`);
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-sandbox-'));
   run('mount', ['-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev', 'xenfs-root', root]);
   for (const dir of SYSTEM_DIRS) {
     const real = fs.realpathSync(dir);

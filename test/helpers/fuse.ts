@@ -49,6 +49,7 @@ export interface GuestMountOptions {
   exportName?: string;
   waitMs?: number;
   cache?: 'none' | 'auto';
+  nameCacheMs?: number;
   /** How long to wait for the ready line. Default 20 s. */
   readyMs?: number;
 }
@@ -108,6 +109,7 @@ export class GuestMount {
     if (opts.exportName !== undefined) args.push('--export', opts.exportName);
     if (opts.waitMs !== undefined) args.push('--wait-ms', String(opts.waitMs));
     if (opts.cache !== undefined) args.push('--cache', opts.cache);
+    if (opts.nameCacheMs !== undefined) args.push('--name-cache-ms', String(opts.nameCacheMs));
     const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const stderr: string[] = [];
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));

@@ -19,7 +19,7 @@ test('defaults: the standard control socket, 10 s of waiting, caching as dom0 co
   const a = parseGuestArgs(['vm1', '--mount', 'relative/dir'], env);
   assert.deepEqual(a, {
     domain: 'vm1', mount: path.resolve('relative/dir'), exportName: undefined, controlPath: '/var/lib/xenfs/control.sock',
-    secret: undefined, waitMs: 10_000, cache: undefined, sandbox: null,
+    secret: undefined, waitMs: 10_000, cache: undefined, nameCacheMs: undefined, sandbox: null,
   });
 });
 
@@ -50,5 +50,9 @@ test('refusals: no name, two names, no mount, a bad wait, a bad cache mode, any 
   }
   assert.equal(parseGuestArgs(['a', '--mount', '/m', '--wait-ms', '0'], {}).waitMs, 0);
   assert.throws(() => parseGuestArgs(['a', '--mount', '/m', '--cache', 'always'], {}), isUsage(/--cache/));
+  for (const bad of ['-1', '1.5', '60001', 'soon', '']) {
+    assert.throws(() => parseGuestArgs(['a', '--mount', '/m', '--name-cache-ms', bad], {}), isUsage(/--name-cache-ms/), bad);
+  }
+  assert.equal(parseGuestArgs(['a', '--mount', '/m', '--name-cache-ms', '100'], {}).nameCacheMs, 100);
   assert.throws(() => parseGuestArgs(['a', '--mount', '/m', '--secret', 'x'], {}), isUsage(/--secret/));
 });

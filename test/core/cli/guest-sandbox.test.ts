@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Dom0 } from '../../helpers/dom0.ts';
 
@@ -75,6 +76,11 @@ test('a sandboxed workload works on its mount, sees nothing else of dom0, reache
   assert.equal(fs.readFileSync('/proc/mounts', 'utf8'), mountsBefore, 'nothing left mounted in dom0');
 });
 
+/** The sandbox roots in dom0's temporary directory. */
+function sandboxRoots(): string[] {
+  return fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('xenfs-sandbox-')).sort();
+}
+
 /** PIDs of processes whose command line contains `needle` (this test's own processes only match by design). */
 function processesWith(needle: string): number[] {
   return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((pid) => {
@@ -95,6 +101,7 @@ test('SIGTERM to a sandboxed guest stops its workload, unmounts, and leaves no p
   const secretFile = path.join(dom0.dir, 'secret');
   fs.writeFileSync(secretFile, 's', { mode: 0o600 });
   const mountsBefore = fs.readFileSync('/proc/mounts', 'utf8');
+  const rootsBefore = sandboxRoots();
   const cli = spawn(process.execPath, ['--import', 'tsx', MAIN, 'guest', domain, '--mount', '/data',
     '--control', dom0.controlPath, '--secret-file', secretFile, '--sandbox', '--', 'sh', '-c',
     'echo running > started; exec sleep 600'], { stdio: 'ignore' });
@@ -109,6 +116,7 @@ test('SIGTERM to a sandboxed guest stops its workload, unmounts, and leaves no p
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
     assert.equal(code, 128 + 15, 'the workload was ended by SIGTERM and its status came back');
     assert.deepEqual(processesWith(domain), [], 'neither the front end nor the workload is left');
+    assert.deepEqual(sandboxRoots(), rootsBefore, 'the sandbox root directory is gone from dom0\'s /tmp');
   } finally {
     if (cli.exitCode === null) cli.kill('SIGKILL');
     for (const pid of processesWith(domain)) process.kill(pid, 'SIGKILL');

@@ -46,13 +46,26 @@ async function eventually(cond: () => Promise<boolean>, ms: number, what: string
 }
 
 test('mountOptions: the one-copy default is direct I/O with nothing cached; auto uses the page cache', () => {
-  const none = mountOptions('xenfs:vm1:home', 'none');
+  const none = mountOptions('xenfs:vm1:home', { cache: 'none' });
   for (const o of ['fsname=xenfs:vm1:home', 'subtype=xenfs', 'use_ino', 'direct_io', 'attr_timeout=0', 'entry_timeout=0',
     'negative_timeout=0', 'big_writes', 'max_write=131072']) assert.ok(none.includes(o), o);
-  const auto = mountOptions('x', 'auto');
+  const auto = mountOptions('x', { cache: 'auto' });
   assert.ok(auto.includes('auto_cache'));
   assert.ok(!auto.includes('direct_io'));
-  assert.ok(!auto.some((o) => o.startsWith('attr_timeout')));
+  assert.ok(!auto.some((o) => o.startsWith('attr_timeout') || o.startsWith('entry_timeout')));
+  assert.ok(mountOptions('x', { allowOther: true }).includes('allow_other'));
+  assert.ok(!none.includes('allow_other'));
+});
+
+test('mountOptions: a name cache sets the entry timeout in seconds, nothing else; out of range is refused', () => {
+  const named = mountOptions('x', { cache: 'none', nameCacheMs: 100 });
+  assert.ok(named.includes('entry_timeout=0.1'));
+  assert.ok(!named.includes('entry_timeout=0'));
+  for (const o of ['direct_io', 'attr_timeout=0', 'negative_timeout=0']) assert.ok(named.includes(o), o);
+  assert.ok(mountOptions('x', { cache: 'auto', nameCacheMs: 2500 }).includes('entry_timeout=2.5'));
+  for (const bad of [-1, 1.5, 60_001, Number.NaN]) {
+    assert.throws(() => mountOptions('x', { nameCacheMs: bad }), RangeError, String(bad));
+  }
 });
 
 test('ready line, mounted as fuse.xenfs; SIGTERM unmounts and exits 0; the secret never shows in argv', { timeout: 30_000 }, async (t) => {
@@ -206,6 +219,30 @@ test('--cache auto: the kernel caches, and a file changed elsewhere is re-read a
   fs.utimesSync(hostPath(dom0, 'home', 'f'), 1000, 1000);
   // Attributes are cached for up to a second; once they expire, open sees the new mtime and drops the pages.
   await eventually(async () => (await fsp.readFile(p, 'utf8')) === 'changed on dom0, longer', 5000, 'the new contents');
+});
+
+test('--name-cache-ms: another guest\'s unlink shows at once to stat, open and readdir; only re-creating the name waits out the cache', { timeout: 30_000 }, async (t) => {
+  const a = uniqueName('fm-nc-a');
+  const b = uniqueName('fm-nc-b');
+  const shared = [{ name: 'home', path: 'shared' }];
+  const { dom0, scope } = await dom0For(t, { guests: [guestConfig(a, shared), guestConfig(b, shared)] });
+  const CACHE_MS = 1500;
+  const cached = await mountGuest(scope, { dom0, domain: a, secret: SECRET, nameCacheMs: CACHE_MS });
+  const other = await mountGuest(scope, { dom0, domain: b, secret: SECRET });
+  await fsp.writeFile(path.join(other.dir, 'f'), 'from b');
+  assert.equal(await fsp.readFile(path.join(cached.dir, 'f'), 'utf8'), 'from b'); // the name is now cached in a
+  await fsp.unlink(path.join(other.dir, 'f'));
+  const removedAt = Date.now();
+  await assert.rejects(fsp.stat(path.join(cached.dir, 'f')), { code: 'ENOENT' });
+  await assert.rejects(fsp.open(path.join(cached.dir, 'f'), 'r'), { code: 'ENOENT' });
+  assert.deepEqual(await fsp.readdir(cached.dir), []);
+  // The price of the cache: the kernel still believes in the name, so it opens instead of creating.
+  await assert.rejects(fsp.writeFile(path.join(cached.dir, 'f'), 'from a'), { code: 'ENOENT' });
+  assert.ok(Date.now() - removedAt < CACHE_MS, 'the checks above ran inside the cache window');
+  // Once the window has passed, the name is looked up again and created.
+  await new Promise((r) => setTimeout(r, CACHE_MS + 200 - (Date.now() - removedAt)));
+  await fsp.writeFile(path.join(cached.dir, 'f'), 'from a');
+  assert.equal(fs.readFileSync(hostPath(dom0, 'shared', 'f'), 'utf8'), 'from a');
 });
 
 test('dom0\'s config chooses a guest\'s caching; the guest\'s --cache overrides it', { timeout: 30_000 }, async (t) => {
