@@ -13,6 +13,8 @@
         "native/src/export-readdir.cpp",
         "native/src/export-xattr.cpp",
         "native/src/front-ring.cpp",
+        "native/src/fuse-binding.cpp",
+        "native/src/fuse-channel.cpp",
         "native/src/grant-binding.cpp",
         "native/src/grant-table.cpp",
         "native/src/guest-memory.cpp",

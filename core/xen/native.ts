@@ -102,6 +102,22 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   createEventFd(): number;
+  fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string }): NativeFuseProbe;
+  /** 0 when the descriptor is /dev/fuse, else the errno saying why not (ENODEV for another file). */
+  fuseDeviceCheck(fd: number): number;
+}
+
+export interface NativeFuseProbe {
+  kernelMajor: number;
+  kernelMinor: number;
+  minor: number;
+  passthrough: boolean;
+  /** Hex, 64 bits: flags | flags2 << 32. */
+  kernelFlags: string;
+  flags: string;
+  backingId?: number;
+  backingClosed?: boolean;
+  backingError?: number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -5,6 +5,7 @@
 #include "engine-binding.hpp"
 #include "event-channel.hpp"
 #include "front-ring.hpp"
+#include "fuse-binding.hpp"
 #include "grant-binding.hpp"
 #include "guest-memory.hpp"
 
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", xenfs::Engine::Define(env));
   exports.Set("configureWorkers", Napi::Function::New(env, xenfs::ConfigureWorkers));
   xenfs::define_control_socket(env, exports);
+  xenfs::define_fuse(env, exports);
   return exports;
 }
 

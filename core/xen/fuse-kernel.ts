@@ -1,0 +1,50 @@
+// What the running kernel's FUSE offers, learnt the only reliable way: mount a connection on an empty directory,
+// take the kernel's INIT, answer it, and unmount. The native front end needs protocol 7.40+ with passthrough
+// (read, write and mmap served from a backing file dom0 registers); without it `xenfs guest` uses fuse-native.
+import { native } from './native.ts';
+
+export interface FuseKernelInfo {
+  /** The kernel's FUSE protocol version. */
+  kernelMajor: number;
+  kernelMinor: number;
+  /** The minor version a XenFS connection speaks with it (the smaller of the kernel's and ours). */
+  minor: number;
+  /** Passthrough was offered and agreed. */
+  passthrough: boolean;
+  /** Every INIT flag the kernel offered (flags | flags2 << 32). */
+  kernelFlags: bigint;
+  /** The flags agreed. */
+  flags: bigint;
+  /** With `backingFile`: the id the kernel gave it, or why it refused (an errno). */
+  backingId?: number;
+  backingError?: number;
+}
+
+export interface FuseProbeOptions {
+  allowOther?: boolean;
+  /** Ask for passthrough (default true). */
+  passthrough?: boolean;
+  /** Also register this file as a backing file, and drop it again. */
+  backingFile?: string;
+}
+
+/**
+ * Mounts a FUSE connection at `dir` (an empty directory), negotiates INIT and unmounts. Needs the right to mount
+ * (root, or a user namespace with its own mount namespace). Throws an Error with `errno` when the kernel refuses.
+ * The mount never serves a request: nothing may touch `dir` while the probe runs.
+ */
+export function probeFuseKernel(dir: string, opts: FuseProbeOptions = {}): FuseKernelInfo {
+  const r = native.fuseProbe(dir, opts);
+  const info: FuseKernelInfo = {
+    kernelMajor: r.kernelMajor, kernelMinor: r.kernelMinor, minor: r.minor, passthrough: r.passthrough,
+    kernelFlags: BigInt(r.kernelFlags), flags: BigInt(r.flags),
+  };
+  if (r.backingId !== undefined) info.backingId = r.backingId;
+  if (r.backingError !== undefined) info.backingError = r.backingError;
+  return info;
+}
+
+/** True when `fd` is an open /dev/fuse: checked before dom0 trusts a descriptor a guest passed it. */
+export function isFuseDevice(fd: number): boolean {
+  return native.fuseDeviceCheck(fd) === 0;
+}

@@ -1,0 +1,103 @@
+#include "fuse-binding.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "fuse-channel.hpp"
+#include "fuse-kernel.hpp"
+
+namespace xenfs {
+namespace {
+
+Napi::Error errno_error(Napi::Env env, int err, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("errno", Napi::Number::New(env, err));
+  return e;
+}
+
+// Closes the connection and detaches the mount on every way out, so a probe can never leave a mount behind that
+// nobody serves (it would hang whoever touched it).
+struct ProbeMount {
+  int fd = -1;
+  std::string dir;
+  bool mounted = false;
+  ~ProbeMount() {
+    if (mounted) umount2(dir.c_str(), MNT_DETACH);
+    if (fd >= 0) close(fd);
+  }
+};
+
+Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "fuseProbe(dir, opts?)");
+  Napi::Object opts = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+  ProbeMount pm;
+  pm.dir = info[0].As<Napi::String>().Utf8Value();
+  pm.fd = fuse_device_open();
+  if (pm.fd < 0) throw errno_error(env, -pm.fd, std::string("opening /dev/fuse failed: ") + strerror(-pm.fd));
+  FuseMountSpec spec;
+  spec.dir = pm.dir;
+  spec.fsname = "xenfs-probe";
+  spec.subtype = "xenfs";
+  spec.allow_other = opts.Has("allowOther") && opts.Get("allowOther").ToBoolean();
+  spec.uid = getuid();
+  spec.gid = getgid();
+  std::string why;
+  int rc = fuse_mount(pm.fd, spec, why);
+  if (rc < 0) throw errno_error(env, -rc, why);
+  pm.mounted = true;
+  bool want_passthrough = !opts.Has("passthrough") || opts.Get("passthrough").ToBoolean();
+  uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS |
+                    (want_passthrough ? fusek::kPassthrough : 0);
+  FuseNegotiated neg;
+  rc = fuse_negotiate(pm.fd, wanted, 1u << 20, neg, why);
+  if (rc < 0) throw errno_error(env, -rc, why);
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kernelMajor", neg.kernel_major);
+  out.Set("kernelMinor", neg.kernel_minor);
+  out.Set("minor", neg.minor);
+  out.Set("passthrough", neg.passthrough);
+  char hex[19];
+  snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(neg.kernel_flags));
+  out.Set("kernelFlags", hex);
+  snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(neg.flags));
+  out.Set("flags", hex);
+  if (opts.Has("backingFile") && opts.Get("backingFile").IsString()) {
+    // Registering a backing file is what dom0 does for each open it allows: prove the kernel takes one here.
+    std::string file = opts.Get("backingFile").As<Napi::String>().Utf8Value();
+    int ffd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ffd < 0) throw errno_error(env, errno, "opening " + file + " failed: " + strerror(errno));
+    int id = fuse_backing_open(pm.fd, ffd);
+    close(ffd);
+    if (id < 0) {
+      out.Set("backingError", -id);
+    } else {
+      out.Set("backingId", id);
+      int closed = fuse_backing_close(pm.fd, id);
+      out.Set("backingClosed", closed == 0);
+    }
+  }
+  return out;
+}
+
+Napi::Value FuseDeviceCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "fuseDeviceCheck(fd)");
+  return Napi::Number::New(env, -fuse_device_check(info[0].As<Napi::Number>().Int32Value()));
+}
+
+}  // namespace
+
+void define_fuse(Napi::Env env, Napi::Object exports) {
+  exports.Set("fuseProbe", Napi::Function::New(env, FuseProbe));
+  exports.Set("fuseDeviceCheck", Napi::Function::New(env, FuseDeviceCheck));
+}
+
+}  // namespace xenfs
