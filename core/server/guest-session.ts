@@ -3,7 +3,7 @@
 // ends this session only.
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { ProtocolError } from '../errors.ts';
+import { ProtocolError, errnoName } from '../errors.ts';
 import type { GuestConfig } from '../config/config.ts';
 import { decodeHello, type Hello, type XenbusStateName } from '../protocol/control.ts';
 import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
@@ -125,8 +125,9 @@ export class GuestSession extends EventEmitter<SessionEvents> {
 
   #onMessage(m: ControlMessage): void {
     if (this.#state !== 'InitWait') {
-      for (const fd of m.fds) closeFd(fd);
       const body = m.body as { type?: unknown; state?: unknown };
+      if (this.#state === 'Connected' && body && body.type === 'fuse-attach') return this.#attachFuse(m.fds);
+      for (const fd of m.fds) closeFd(fd);
       if (body && body.type === 'state' && body.state === 'Closing') this.#teardown('guest closed');
       return;
     }
@@ -135,6 +136,32 @@ export class GuestSession extends EventEmitter<SessionEvents> {
     } catch (err) {
       for (const fd of m.fds) closeFd(fd);
       this.#fail((err as Error).message);
+    }
+  }
+
+  /**
+   * `fuse-attach`: the guest hands dom0 its FUSE connection (one /dev/fuse descriptor, mounted on its side), for
+   * dom0 to register backing files on and push invalidations through. Answered with `fuse-attach` {ok} or {ok:
+   * false, code, message}; a refusal leaves the session as it was (the guest can do without passthrough).
+   */
+  #attachFuse(fds: number[]): void {
+    const refuse = (code: string, message: string): void => {
+      this.#host.logger.log('warn', 'fuse-attach refused', { domain: this.#guest?.name ?? null, code, message });
+      this.#conn.send({ type: 'fuse-attach', ok: false, code, message });
+    };
+    try {
+      if (fds.length !== 1) return refuse('EINVAL', `a fuse-attach carries exactly one descriptor, got ${fds.length}`);
+      if (!this.#engine) return refuse('ENOTCONN', 'no engine serves this guest yet');
+      const rc = this.#engine.attachFuse(fds[0] as number);
+      if (rc !== 0) {
+        const code = errnoName(rc);
+        return refuse(code, code === 'ENODEV' ? 'the descriptor is not /dev/fuse'
+          : code === 'EBUSY' ? 'a FUSE connection is attached already' : `attaching failed (${code})`);
+      }
+      this.#conn.send({ type: 'fuse-attach', ok: true });
+    } finally {
+      // The engine keeps its own duplicate; ours is closed whatever happened.
+      for (const fd of fds) closeFd(fd);
     }
   }
 

@@ -1,5 +1,6 @@
 // dom0's per-guest request engine: a native thread that serves one guest's ring or stream without a hop into
 // JavaScript per request (see native/src/session.hpp).
+import { errno } from '../errors.ts';
 import { native, type NativeEngine, type NativeEngineStats } from './native.ts';
 
 export interface EngineExport {
@@ -75,5 +76,14 @@ export class Engine {
 
   stats(): EngineStats | null {
     return this.#engine?.stats() ?? null;
+  }
+
+  /**
+   * Hands the guest's FUSE connection (a /dev/fuse descriptor it mounted) to the engine, which keeps its own
+   * duplicate until it stops. 0, or the errno saying why not: ENODEV (not /dev/fuse), EBUSY (one is attached),
+   * ENOTCONN (stopped). The caller closes its `fd` either way.
+   */
+  attachFuse(fd: number): number {
+    return this.#engine ? this.#engine.attachFuse(fd) : errno('ENOTCONN');
   }
 }

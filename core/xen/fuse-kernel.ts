@@ -44,6 +44,35 @@ export function probeFuseKernel(dir: string, opts: FuseProbeOptions = {}): FuseK
   return info;
 }
 
+/** A FUSE connection mounted and negotiated, not yet served: `fd` is the caller's to serve or hand on. */
+export interface FuseConnection extends FuseKernelInfo {
+  fd: number;
+  dir: string;
+  /** Detaches the mount and closes this process's descriptor. Idempotent. */
+  close(): void;
+}
+
+/**
+ * Mounts a FUSE connection at `dir` and negotiates INIT, as `probeFuseKernel` does, but keeps it. Until something
+ * serves `fd`, any access to `dir` waits: only other processes may be let near it, and close() detaches it.
+ */
+export function openFuseConnection(dir: string, opts: Omit<FuseProbeOptions, 'backingFile'> = {}): FuseConnection {
+  const r = native.fuseProbe(dir, { ...opts, keep: true });
+  const fd = r.fd;
+  if (fd === undefined) throw new Error('fuseProbe kept no connection');
+  let open = true;
+  return {
+    kernelMajor: r.kernelMajor, kernelMinor: r.kernelMinor, minor: r.minor, passthrough: r.passthrough,
+    kernelFlags: BigInt(r.kernelFlags), flags: BigInt(r.flags), fd, dir,
+    close: () => {
+      if (!open) return;
+      open = false;
+      native.fuseDetach(dir);
+      native.closeFd(fd);
+    },
+  };
+}
+
 /** True when `fd` is an open /dev/fuse: checked before dom0 trusts a descriptor a guest passed it. */
 export function isFuseDevice(fd: number): boolean {
   return native.fuseDeviceCheck(fd) === 0;

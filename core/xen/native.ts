@@ -59,11 +59,15 @@ export interface NativeEngineStats {
   handles: number;
   nodes: number;
   mappedGrants: number;
+  /** The guest's FUSE connection is attached (see Engine.attachFuse). */
+  fuseAttached: boolean;
 }
 
 export interface NativeEngine {
   stop(): void;
   stats(): NativeEngineStats | null;
+  /** 0, or the errno saying why not (ENODEV, EBUSY, ENOTCONN). The caller keeps and closes its `fd`. */
+  attachFuse(fd: number): number;
 }
 
 export interface AcceptedConnection {
@@ -102,7 +106,9 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   createEventFd(): number;
-  fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string }): NativeFuseProbe;
+  fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string; keep?: boolean }): NativeFuseProbe;
+  /** umount2(dir, MNT_DETACH): 0 or errno. */
+  fuseDetach(dir: string): number;
   /** 0 when the descriptor is /dev/fuse, else the errno saying why not (ENODEV for another file). */
   fuseDeviceCheck(fd: number): number;
 }
@@ -118,6 +124,8 @@ export interface NativeFuseProbe {
   backingId?: number;
   backingClosed?: boolean;
   backingError?: number;
+  /** With `keep`: the live connection, still mounted. */
+  fd?: number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

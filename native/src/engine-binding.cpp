@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -76,7 +77,8 @@ struct EndEvent {
 }  // namespace
 
 Napi::Function Engine::Define(Napi::Env env) {
-  return DefineClass(env, "Engine", {InstanceMethod<&Engine::Stop>("stop"), InstanceMethod<&Engine::Stats>("stats")});
+  return DefineClass(env, "Engine", {InstanceMethod<&Engine::Stop>("stop"), InstanceMethod<&Engine::Stats>("stats"),
+                                     InstanceMethod<&Engine::AttachFuse>("attachFuse")});
 }
 
 Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) {
@@ -190,7 +192,17 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   out.Set("handles", session_->backend().handle_count());
   out.Set("nodes", session_->backend().node_count());
   out.Set("mappedGrants", session_->mapped_grants());
+  out.Set("fuseAttached", session_->fuse_attached());
   return out;
+}
+
+// attachFuse(fd): 0, or the errno saying why not (ENODEV: not /dev/fuse; EBUSY: one is attached; ENOTCONN:
+// the engine has stopped). The caller keeps `fd` and closes its own copy.
+Napi::Value Engine::AttachFuse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "attachFuse(fd)");
+  if (!session_) return Napi::Number::New(env, ENOTCONN);
+  return Napi::Number::New(env, -session_->attach_fuse(info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value ConfigureWorkers(const Napi::CallbackInfo& info) {

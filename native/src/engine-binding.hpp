@@ -30,6 +30,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
  private:
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value AttachFuse(const Napi::CallbackInfo& info);
   void StopSession();
 
   std::shared_ptr<Session> session_;

@@ -84,7 +84,21 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
       out.Set("backingClosed", closed == 0);
     }
   }
+  if (opts.Has("keep") && opts.Get("keep").ToBoolean()) {
+    // The caller takes the live connection: it serves the mount from here, or hands the descriptor on, and
+    // detaches the mount (fuseDetach) and closes the descriptor itself.
+    out.Set("fd", pm.fd);
+    pm.fd = -1;
+    pm.mounted = false;
+  }
   return out;
+}
+
+Napi::Value FuseDetach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "fuseDetach(dir)");
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  return Napi::Number::New(env, umount2(dir.c_str(), MNT_DETACH) < 0 ? errno : 0);
 }
 
 Napi::Value FuseDeviceCheck(const Napi::CallbackInfo& info) {
@@ -98,6 +112,7 @@ Napi::Value FuseDeviceCheck(const Napi::CallbackInfo& info) {
 void define_fuse(Napi::Env env, Napi::Object exports) {
   exports.Set("fuseProbe", Napi::Function::New(env, FuseProbe));
   exports.Set("fuseDeviceCheck", Napi::Function::New(env, FuseDeviceCheck));
+  exports.Set("fuseDetach", Napi::Function::New(env, FuseDetach));
 }
 
 }  // namespace xenfs

@@ -1,6 +1,7 @@
 #include "session.hpp"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include <stdexcept>
 
 #include "event-channel.hpp"
+#include "fuse-channel.hpp"
 #include "shared-memory.hpp"
 #include "worker-pool.hpp"
 
@@ -91,6 +93,29 @@ void Session::stop() {
   flight_cv_.wait(lock, [this] { return pool_tasks_ == 0; });
   lock.unlock();
   backend_->release_all();
+  detach_fuse();
+}
+
+int Session::attach_fuse(int fd) {
+  int rc = fuse_device_check(fd);
+  if (rc < 0) return rc;
+  std::lock_guard<std::mutex> lock(fuse_mu_);
+  if (fuse_fd_ >= 0) return -EBUSY;
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return -errno;
+  fuse_fd_ = copy;
+  return 0;
+}
+
+bool Session::fuse_attached() {
+  std::lock_guard<std::mutex> lock(fuse_mu_);
+  return fuse_fd_ >= 0;
+}
+
+void Session::detach_fuse() {
+  std::lock_guard<std::mutex> lock(fuse_mu_);
+  if (fuse_fd_ >= 0) close(fuse_fd_);
+  fuse_fd_ = -1;
 }
 
 void Session::violation(const std::string& reason) {

@@ -76,6 +76,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   const SessionStats& stats() const { return stats_; }
   FileBackend& backend() { return *backend_; }
+
+  // The guest's FUSE connection (its /dev/fuse descriptor, mounted in the guest), through which dom0 will register
+  // backing files for the guest's opens and push invalidations. Keeps its own duplicate of `fd`, for this session
+  // only: stop() closes it, so a departed guest's connection is not kept alive by dom0. 0, or -ENODEV for a
+  // descriptor that is not /dev/fuse, -EBUSY when one is attached already, -errno otherwise.
+  int attach_fuse(int fd);
+  bool fuse_attached();
   virtual uint32_t mapped_grants() const { return 0; }
 
  protected:
@@ -101,6 +108,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   bool pool_idle();  // nothing of this guest's is on the worker pool
+  void detach_fuse();
+
+  std::mutex fuse_mu_;
+  int fuse_fd_ = -1;
 
   std::thread thread_;
   ViolationFn on_violation_;

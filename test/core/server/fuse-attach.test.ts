@@ -1,0 +1,79 @@
+// fuse-attach: a guest hands dom0 its FUSE connection over the control channel. dom0 checks the descriptor is
+// /dev/fuse before keeping it, keeps one per guest, refuses anything else without ending the session, and lets go
+// of it when the guest goes away (a kept copy would keep a departed guest's connection, and its files, alive).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Dom0 } from '../../helpers/dom0.ts';
+import { RawGuest } from '../../helpers/raw-guest.ts';
+import { openFuseConnection } from '../../../core/xen/fuse-kernel.ts';
+import type { ControlMessage } from '../../../core/xen/control-socket.ts';
+
+const fdCount = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Sends a fuse-attach with `fds` and returns dom0's answer. */
+function attach(guest: RawGuest, fds: number[]): Promise<{ type: string; ok: boolean; code?: string; message?: string }> {
+  return new Promise((resolve) => {
+    const onMessage = (m: ControlMessage): void => {
+      guest.conn.off('message', onMessage);
+      resolve(m.body as { type: string; ok: boolean; code?: string });
+    };
+    guest.conn.on('message', onMessage);
+    guest.conn.send({ type: 'fuse-attach' }, fds);
+  });
+}
+
+test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, refuses the rest, and lets go when the guest leaves', async (t) => {
+  const dom0 = await Dom0.start({ config: { guests: [{ name: 'fa', secret: 's', exports: [{ name: 'home', path: 'home' }] }] } });
+  fs.mkdirSync(path.join(dom0.dir, 'home'));
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuse-attach-'));
+  const mnt = path.join(scratch, 'mnt');
+  fs.mkdirSync(mnt);
+  const conn = openFuseConnection(mnt);
+  t.after(async () => {
+    conn.close();
+    await dom0.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+  const pid = dom0.pid as number;
+  const before = fdCount(pid);
+  const guest = await RawGuest.connect(dom0.controlPath, 'fa', 's');
+  await waitFor(() => fdCount(pid) > before, 5000, 'dom0 to take the ring');
+  const connected = fdCount(pid);
+
+  assert.deepEqual(await attach(guest, [conn.fd]), { type: 'fuse-attach', ok: true });
+  assert.equal(fdCount(pid), connected + 1, 'dom0 holds one copy of the connection');
+
+  const again = await attach(guest, [conn.fd]);
+  assert.equal(again.ok, false);
+  assert.equal(again.code, 'EBUSY');
+  const devNull = fs.openSync('/dev/null', 'r');
+  const file = fs.openSync(path.join(dom0.dir, 'home'), 'r');
+  try {
+    const notFuse = await attach(guest, [devNull]);
+    assert.deepEqual([notFuse.ok, notFuse.code], [false, 'ENODEV']);
+    assert.match(notFuse.message ?? '', /not \/dev\/fuse/);
+    assert.deepEqual([(await attach(guest, [file])).code, (await attach(guest, [])).code, (await attach(guest, [devNull, file])).code],
+      ['ENODEV', 'EINVAL', 'EINVAL']);
+  } finally {
+    fs.closeSync(devNull);
+    fs.closeSync(file);
+  }
+  assert.equal(fdCount(pid), connected + 1, 'every refused descriptor was closed by dom0');
+  assert.equal(guest.closed, false, 'refusals do not end the session');
+  const reply = await guest.call({ op: 3 /* GETATTR */, node: 1 });
+  assert.equal(reply.status, 0, 'and the guest is still served');
+
+  guest.close();
+  await waitFor(() => fdCount(pid) === before, 5000, 'dom0 to close the departed guest\'s descriptors, its FUSE connection included');
+});
