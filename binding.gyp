@@ -8,6 +8,7 @@
         "native/src/engine-binding.cpp",
         "native/src/event-channel.cpp",
         "native/src/export-backend.cpp",
+        "native/src/export-backing.cpp",
         "native/src/export-files.cpp",
         "native/src/export-namespace.cpp",
         "native/src/export-readdir.cpp",

@@ -181,7 +181,9 @@ export function decodeRequest(slot: Uint8Array, payload: Uint8Array | null = nul
   const name2Len = buf.readUInt16LE(ReqOff.NAME2_LEN);
   const len = buf.readUInt32LE(ReqOff.LEN);
   if (nsegs > MAX_SEGS) throw new ProtocolError(`nsegs ${nsegs} exceeds ${MAX_SEGS}`);
-  if ((flags & ~RequestFlag.PAYLOAD_EXT) !== 0) throw new ProtocolError(`unknown request flags ${flags}`);
+  if ((flags & ~(RequestFlag.PAYLOAD_EXT | RequestFlag.WANT_BACKING)) !== 0) {
+    throw new ProtocolError(`unknown request flags ${flags}`);
+  }
   if (len > MAX_DATA) throw new ProtocolError(`output length ${len} exceeds ${MAX_DATA}`);
   if (payloadLen > MAX_DATA) throw new ProtocolError(`payload length ${payloadLen} exceeds ${MAX_DATA}`);
   if (name1Len + name2Len > payloadLen) throw new ProtocolError('name lengths exceed the payload');

@@ -44,7 +44,7 @@ export const RspOff = {
   STATUS: 8, // i32
   LEN: 12, // u32
   FLAGS: 16, // u32
-  PAD: 20, // u32
+  BACKING_ID: 20, // i32: with ResponseFlag.BACKING
   FH: 24, // u64
   NODE: 32, // u64
   GENERATION: 40, // u64

@@ -84,11 +84,15 @@ export const SetattrValid = {
 export const RequestFlag = {
   /** The payload is in the segments (ring) or follows the slot (stream), not inline. */
   PAYLOAD_EXT: 1,
+  /** OPEN/CREATE: register the file as a FUSE backing file on the guest's attached connection. */
+  WANT_BACKING: 2,
 } as const;
 
-/** Response `flags` bits (READDIR). */
+/** Response `flags` bits: READDIR_EOF on READDIR, BACKING on OPEN/CREATE. */
 export const ResponseFlag = {
   READDIR_EOF: 1,
+  /** `backing_id` holds the FUSE backing id registered for this handle. */
+  BACKING: 1,
 } as const;
 /** WALK arg32a: attributes only, no node kept (nothing to FORGET). */
 export const WALK_PEEK = 1;

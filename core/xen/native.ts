@@ -61,6 +61,8 @@ export interface NativeEngineStats {
   mappedGrants: number;
   /** The guest's FUSE connection is attached (see Engine.attachFuse). */
   fuseAttached: boolean;
+  /** FUSE backing files registered for the guest's open handles (one per handle that asked, until RELEASE). */
+  backingFiles: number;
 }
 
 export interface NativeEngine {

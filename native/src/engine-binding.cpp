@@ -193,6 +193,7 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   out.Set("nodes", session_->backend().node_count());
   out.Set("mappedGrants", session_->mapped_grants());
   out.Set("fuseAttached", session_->fuse_attached());
+  out.Set("backingFiles", session_->backing_files());
   return out;
 }
 

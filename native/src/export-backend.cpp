@@ -142,6 +142,8 @@ ExportBackend::ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits
 ExportBackend::~ExportBackend() {
   release_all();
   if (proc_fd_ >= 0) ::close(proc_fd_);
+  for (int fd : ro_trees_)
+    if (fd >= 0) ::close(fd);
 }
 
 int ExportBackend::node(uint64_t id, NodeRef& out) const {

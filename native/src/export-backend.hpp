@@ -72,6 +72,7 @@ class ExportBackend final : public FileBackend {
   // Closes every node (roots stay until destruction) and every handle. In-flight operations keep the
   // descriptors they already took until they finish.
   void release_all() override;
+  int backing_fd(uint64_t fh) override;
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;
@@ -166,6 +167,11 @@ class ExportBackend final : public FileBackend {
   mutable std::mutex handles_mu_;
   SlotTable<HandleRef> handles_;
   std::vector<bool> read_only_;  // per export; fixed at construction
+  // Per export, made on first use: a detached, read-only clone of the export's mount (open_tree + mount_setattr),
+  // through which read-only handles are registered as FUSE backing files (export-backing.cpp).
+  int read_only_tree(uint32_t exp);
+  std::mutex ro_mu_;
+  std::vector<int> ro_trees_;
   uint32_t root_count_ = 0;
   BackendLimits limits_;
   IdMap ids_;

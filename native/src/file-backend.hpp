@@ -114,6 +114,10 @@ class FileBackend {
   virtual int mknod(const Call& c, proto::Response& r) = 0;
 
   // Called once when the guest goes away: close every node and handle it held.
+  // A descriptor to register as the FUSE backing file of handle `fh` (-errno on failure; the caller closes it).
+  // The kernel reopens a backing file by its path with the guest's open flags, so a handle the guest may only
+  // read is backed through a read-only mount of its export: no flag a guest front end sets can write through it.
+  virtual int backing_fd(uint64_t fh) = 0;
   virtual void release_all() = 0;
   // Open handles and nodes, for status and tests.
   virtual uint32_t handle_count() const = 0;

@@ -20,6 +20,11 @@ constexpr size_t kMaxPath = 4096;
 constexpr size_t kSetattrPayload = 48;
 
 constexpr uint16_t kFlagPayloadExt = 1;
+// OPEN/CREATE: register the opened file as a backing file on the guest's attached FUSE connection
+// (docs/native-frontend.md); the reply then carries kRspBacking and the id.
+constexpr uint16_t kFlagWantBacking = 2;
+// Response flags.
+constexpr uint32_t kRspBacking = 1;  // Response.backing_id is a FUSE backing id for this handle
 
 enum Op : uint8_t {
   kLookup = 1, kForget = 2, kGetattr = 3, kSetattr = 4, kReadlink = 5, kOpen = 6, kCreate = 7,
@@ -84,7 +89,7 @@ struct Response {
   int32_t status;
   uint32_t len;
   uint32_t flags;
-  uint32_t pad;
+  int32_t backing_id;
   uint64_t fh;
   uint64_t node;
   uint64_t generation;

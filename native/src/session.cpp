@@ -112,10 +112,47 @@ bool Session::fuse_attached() {
   return fuse_fd_ >= 0;
 }
 
+uint32_t Session::backing_files() {
+  std::lock_guard<std::mutex> lock(fuse_mu_);
+  return static_cast<uint32_t>(backing_by_fh_.size());
+}
+
 void Session::detach_fuse() {
   std::lock_guard<std::mutex> lock(fuse_mu_);
+  // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
+  for (auto& [fh, id] : backing_by_fh_) fuse_backing_close(fuse_fd_, id);
+  backing_by_fh_.clear();
   if (fuse_fd_ >= 0) close(fuse_fd_);
   fuse_fd_ = -1;
+}
+
+void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
+  if (req.op == proto::kRelease) {
+    std::lock_guard<std::mutex> lock(fuse_mu_);
+    auto it = backing_by_fh_.find(req.fh);
+    if (it == backing_by_fh_.end()) return;
+    fuse_backing_close(fuse_fd_, it->second);
+    backing_by_fh_.erase(it);
+    return;
+  }
+  // Without an attached connection, or when the kernel refuses, the open stands without passthrough: the front
+  // end then serves the file's reads and writes through dom0 as before.
+  if (!(req.flags & proto::kFlagWantBacking)) return;
+  std::lock_guard<std::mutex> lock(fuse_mu_);
+  if (fuse_fd_ < 0) return;
+  int fd = backend_->backing_fd(rsp.fh);
+  if (fd < 0) return;
+  int id = fuse_backing_open(fuse_fd_, fd);
+  close(fd);
+  if (id <= 0) return;
+  try {
+    backing_by_fh_[rsp.fh] = id;
+  } catch (...) {
+    fuse_backing_close(fuse_fd_, id);
+    return;
+  }
+  rsp.flags |= proto::kRspBacking;
+  rsp.backing_id = id;
 }
 
 void Session::violation(const std::string& reason) {
@@ -178,6 +215,8 @@ bool Session::pool_idle() {
 
 void Session::finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data) {
   if (rsp.status < 0) stats_.errors++;
+  if (rsp.status == 0 && (req.op == proto::kOpen || req.op == proto::kCreate || req.op == proto::kRelease))
+    track_backing(req, rsp);
   // Output data follows only a successful reply to a request that asked for some (docs/protocol.md).
   size_t len = (rsp.status == 0 && spec.data == DataDir::kOut && req.len > 0) ? rsp.len : 0;
   respond(rsp, data, len);

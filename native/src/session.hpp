@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "file-backend.hpp"
@@ -83,6 +84,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // descriptor that is not /dev/fuse, -EBUSY when one is attached already, -errno otherwise.
   int attach_fuse(int fd);
   bool fuse_attached();
+  uint32_t backing_files();  // registered on the attached connection and not yet released
   virtual uint32_t mapped_grants() const { return 0; }
 
  protected:
@@ -109,9 +111,13 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   bool pool_idle();  // nothing of this guest's is on the worker pool
   void detach_fuse();
+  // After a successful OPEN/CREATE that asked for it: registers the handle's backing file and fills
+  // rsp.backing_id. After RELEASE: drops the handle's registration. Both under fuse_mu_.
+  void track_backing(const proto::Request& req, proto::Response& rsp);
 
   std::mutex fuse_mu_;
   int fuse_fd_ = -1;
+  std::unordered_map<uint64_t, int> backing_by_fh_;
 
   std::thread thread_;
   ViolationFn on_violation_;

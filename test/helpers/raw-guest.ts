@@ -14,6 +14,8 @@ export interface RawReply {
 
 export interface RawRequest {
   op: number;
+  /** Request flags (RequestFlag bits). */
+  flags?: number;
   node?: bigint | number;
   fh?: bigint | number;
   offset?: number;
@@ -72,6 +74,7 @@ export class RawGuest {
     const n1 = typeof r.name1 === 'string' ? Buffer.from(r.name1) : (r.name1 ?? Buffer.alloc(0));
     const n2 = typeof r.name2 === 'string' ? Buffer.from(r.name2) : (r.name2 ?? Buffer.alloc(0));
     slot.writeUInt8(r.op, ReqOff.OP);
+    slot.writeUInt16LE(r.flags ?? 0, ReqOff.FLAGS);
     slot.writeBigUInt64LE(BigInt(r.node ?? 0), ReqOff.NODE);
     slot.writeBigUInt64LE(BigInt(r.fh ?? 0), ReqOff.FH);
     slot.writeBigUInt64LE(BigInt(r.offset ?? 0), ReqOff.OFFSET);

@@ -6,7 +6,7 @@ import {
 } from '../../../core/protocol/decode.ts';
 import { encodeDirents, encodeRequest, encodeResponse } from '../../../core/protocol/encode.ts';
 import { AttrOff, DirentOff, ReqOff, RspOff, SLOT_SIZE, direntSize } from '../../../core/protocol/layout.ts';
-import { DirentType, Op, READDIR_EOF } from '../../../core/protocol/opcodes.ts';
+import { DirentType, Op, READDIR_EOF, RequestFlag } from '../../../core/protocol/opcodes.ts';
 import { decodeSetattr, encodeSetattr } from '../../../core/protocol/setattr.ts';
 import type { Attr, DirentRecord, StatfsInfo } from '../../../core/protocol/types.ts';
 import { Prng } from '../../helpers/prng.ts';
@@ -113,8 +113,11 @@ test('malformed requests are ProtocolErrors', () => {
   assert.throws(() => decodeRequest(ext.slot), ProtocolError, 'missing external payload');
   assert.throws(() => decodeRequest(ext.slot, Buffer.alloc(999)), ProtocolError, 'short external payload');
   const badFlags = Buffer.from(slot);
-  badFlags.writeUInt16LE(2, ReqOff.FLAGS);
-  assert.throws(() => decodeRequest(badFlags), ProtocolError);
+  badFlags.writeUInt16LE(4, ReqOff.FLAGS);
+  assert.throws(() => decodeRequest(badFlags), ProtocolError, 'an unknown flag');
+  const wantBacking = Buffer.from(slot);
+  wantBacking.writeUInt16LE(RequestFlag.WANT_BACKING, ReqOff.FLAGS);
+  assert.equal(decodeRequest(wantBacking).op, decodeRequest(slot).op, 'WANT_BACKING is a known flag');
   assert.equal(decodeRequest(Buffer.from(slot).fill(99, ReqOff.OP, ReqOff.OP + 1)).op, 99, 'unknown op is not malformed');
 });
 
