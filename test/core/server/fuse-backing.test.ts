@@ -8,7 +8,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Dom0 } from '../../helpers/dom0.ts';
+import { XenfsServer } from '../../../core/server/server.ts';
+import { parseConfig } from '../../../core/config/config.ts';
+import { silentLogger } from '../../../core/util/log.ts';
 import { RawGuest } from '../../helpers/raw-guest.ts';
 import { openFuseConnection } from '../../../core/xen/fuse-kernel.ts';
 import type { ControlMessage } from '../../../core/xen/control-socket.ts';
@@ -42,12 +44,18 @@ async function openBacked(guest: RawGuest, name: string, flags: number, want = t
 }
 
 test('dom0 registers backing files at OPEN: read-only ones cannot be written through, writable ones can, and data bypasses the front end', async (t) => {
-  const dom0 = await Dom0.start({ config: { guests: [{ name: 'fb', secret: 's', exports: [{ name: 'home', path: 'home' }] }] } });
-  const home = path.join(dom0.dir, 'home');
+  // dom0 runs in this process (its engine threads serve the ring; the mount is served by the child below), so
+  // the test can read its per-guest counters.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuse-backing-'));
+  const home = path.join(scratch, 'home');
   fs.mkdirSync(home);
   fs.writeFileSync(path.join(home, 'ro'), 'read-only contents');
   fs.writeFileSync(path.join(home, 'rw'), 'writable contents');
-  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuse-backing-'));
+  const server = new XenfsServer(parseConfig({
+    stateDir: 'state', guests: [{ name: 'fb', secret: 's', exports: [{ name: 'home', path: 'home' }] }],
+  }, path.join(scratch, 'xenfs.json')), silentLogger);
+  server.start();
+  const backingFiles = (): number | undefined => server.guestStats('fb')?.backingFiles;
   const mnt = path.join(scratch, 'mnt');
   fs.mkdirSync(mnt);
   const conn = openFuseConnection(mnt);
@@ -55,17 +63,17 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   t.after(async () => {
     if (double && double.exitCode === null) double.kill('SIGKILL');
     conn.close();
-    await dom0.cleanup();
+    await server.stop();
     fs.rmSync(scratch, { recursive: true, force: true });
   });
   if (!conn.passthrough) {
     // Not this kernel: without passthrough dom0 must not hand out backing ids, and opens still work.
-    const guest = await RawGuest.connect(dom0.controlPath, 'fb', 's');
+    const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
     assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
     guest.close();
     return;
   }
-  const guest = await RawGuest.connect(dom0.controlPath, 'fb', 's');
+  const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
   // Before attaching, there is nothing to register on: the open stands without a backing id.
   assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
   assert.equal((await attach(guest, conn.fd)).ok, true);
@@ -74,6 +82,7 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   assert.equal((await openBacked(guest, 'ro', O_RDONLY, false)).backing, null, 'only when asked');
   assert.ok(ro.backing !== null && ro.backing > 0, 'a backing id for the read-only open');
   assert.ok(rw.backing !== null && rw.backing > 0 && rw.backing !== ro.backing, 'another for the writable one');
+  assert.equal(backingFiles(), 2);
 
   // The guest front end: files `ro` and `rw` backed by those ids, and `evil`, a writable name it backs with the
   // read-only id on purpose.
@@ -115,6 +124,12 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
 
   // RELEASE drops the handle and its registration; a second RELEASE is EBADF, as for any handle.
   assert.equal((await guest.call({ op: Op.RELEASE, fh: ro.fh })).status, 0);
+  assert.equal(backingFiles(), 1, 'RELEASE dropped its registration');
   assert.equal((await guest.call({ op: Op.RELEASE, fh: ro.fh })).status, -9);
+  assert.equal(backingFiles(), 1);
   guest.close();
+  // The guest going away drops the rest (and dom0's copy of its connection) with its session.
+  const until = Date.now() + 5000;
+  while (server.guestStats('fb') !== null && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(server.guestStats('fb'), null, 'the session ended');
 });
