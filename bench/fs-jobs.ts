@@ -117,3 +117,67 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? 0;
 }
+
+export interface Coherency {
+  /** p99, ms: from a write+close in mount A to a stat in mount B showing the new size. */
+  closeP99Ms: number;
+  /** p99, ms: from a rename in A to B seeing the new name and not the old one. */
+  renameP99Ms: number;
+  /** Rounds where B had not seen the change within the timeout (counted at the timeout). */
+  timeouts: number;
+}
+
+function p99(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)] ?? 0;
+}
+
+/** Polls `seen` until true or `timeoutMs`; the ms it took (the timeout when it never became true). */
+function waitSeen(seen: () => boolean, timeoutMs: number): { ms: number; timedOut: boolean } {
+  const t0 = process.hrtime.bigint();
+  for (;;) {
+    let ok = false;
+    try {
+      ok = seen();
+    } catch {
+      ok = false;
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (ok) return { ms, timedOut: false };
+    if (ms >= timeoutMs) return { ms: timeoutMs, timedOut: true };
+  }
+}
+
+/**
+ * How long a change made through mount `a` takes to show through mount `b` of the same directory: each round
+ * writes a file in `a` (a new size), closes it and polls stat in `b`; then renames it in `a` and polls `b` for the
+ * new name. The mounts must be served by other processes (this one polls them synchronously).
+ */
+export function coherency(a: string, b: string, rounds: number, timeoutMs: number): Coherency {
+  const closes: number[] = [];
+  const renames: number[] = [];
+  let timeouts = 0;
+  const dirA = path.join(a, `coherency-${process.pid}`);
+  const dirB = path.join(b, `coherency-${process.pid}`);
+  fs.mkdirSync(dirA, { recursive: true });
+  for (let i = 0; i < rounds; i++) {
+    const size = 1 + i;
+    // B looks at the file before the change, as a reader that has it cached would have.
+    try {
+      fs.statSync(path.join(dirB, 'f'));
+    } catch {
+      // not there yet in the first round
+    }
+    fs.writeFileSync(path.join(dirA, 'f'), Buffer.alloc(size, 0x61));
+    const c = waitSeen(() => fs.statSync(path.join(dirB, 'f')).size === size, timeoutMs);
+    closes.push(c.ms);
+    if (c.timedOut) timeouts++;
+    fs.renameSync(path.join(dirA, 'f'), path.join(dirA, 'g'));
+    const r = waitSeen(() => fs.existsSync(path.join(dirB, 'g')) && !fs.existsSync(path.join(dirB, 'f')), timeoutMs);
+    renames.push(r.ms);
+    if (r.timedOut) timeouts++;
+    fs.renameSync(path.join(dirA, 'g'), path.join(dirA, 'f'));
+  }
+  fs.rmSync(dirA, { recursive: true, force: true });
+  return { closeP99Ms: Number(p99(closes).toFixed(3)), renameP99Ms: Number(p99(renames).toFixed(3)), timeouts };
+}

@@ -1,13 +1,15 @@
 // bench:fs — the same fio jobs and metadata loop against a local directory, bindfs --multithreaded, sshfs over
 // loopback, a bare fuse-native passthrough (XenFS's portable front end with no ring behind it) and XenFS guest mounts, in
-// one run; then the memory test (4 mounts of each kind read one 1 GiB file).
+// one run; then the memory test (4 mounts of each kind read one 1 GiB file) and the coherency test (a change through
+// one of those mounts, seen through another).
 // Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--mem-mounts N]
+//        [--coherency-rounds N] [--coherency-timeout-ms N]
 //        [--peers local,bindfs,sshfs,fuse-native,xenfs[,xenfs-names,xenfs-auto]]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BindfsPeer, FuseNativePeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
-import { GiB, median, memoryCopies, meta, randread, seqread, seqwrite, type FioOptions } from './fs-jobs.ts';
+import { GiB, coherency, median, memoryCopies, meta, randread, seqread, seqwrite, type Coherency, type FioOptions } from './fs-jobs.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -21,6 +23,10 @@ const PASSES = num('--passes', 3);
 const SIZE_MIB = num('--size-mib', 1024);
 const META = num('--meta', 10_000);
 const MEM_MOUNTS = num('--mem-mounts', 4);
+const COHERENCY_ROUNDS = num('--coherency-rounds', 20);
+// sshfs keeps attributes for 20 s by default: rounds that long would dominate the run, so a change unseen after
+// this long counts at this value (and is reported as a timeout).
+const COHERENCY_TIMEOUT_MS = num('--coherency-timeout-ms', 1500);
 const peersArg = args.indexOf('--peers');
 const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs'];
 // The memory test compares the ways guests could share files; local is the file itself, and fuse-native is a
@@ -69,6 +75,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const unavailable: Record<string, string> = {};
   const memory: Record<string, number> = {};
+  const coherencyOf: Record<string, Coherency> = {};
   try {
     for (const name of PEERS) {
       const make = makers[name];
@@ -95,6 +102,9 @@ async function main(): Promise<void> {
         const mounts = await peer.mount(base, work, MEM_MOUNTS);
         const copies = memoryCopies(mounts.map((m) => m.dir), memFile, GiB, () => mounts.flatMap((m) => m.pids()));
         memory[`${name}_copies`] = Number(copies.toFixed(2));
+        // Coherency between two of those mounts: a change through one, seen through the other.
+        const [a, b] = mounts;
+        if (a && b) coherencyOf[name] = coherency(a.dir, b.dir, COHERENCY_ROUNDS, COHERENCY_TIMEOUT_MS);
       } catch (err) {
         unavailable[`${name} (memory)`] = (err as Error).message;
       } finally {
@@ -106,7 +116,11 @@ async function main(): Promise<void> {
     fs.rmSync(work, { recursive: true, force: true });
   }
   print(rows, memory, unavailable);
-  if (json) console.log(JSON.stringify({ bench: 'fs', results: rows, memory, unavailable }));
+  for (const [name, c] of Object.entries(coherencyOf)) {
+    console.log(`coherency ${name}: close→stat p99 ${c.closeP99Ms} ms, rename→stat p99 ${c.renameP99Ms} ms` +
+      (c.timeouts > 0 ? `, ${c.timeouts} rounds unseen after ${COHERENCY_TIMEOUT_MS} ms` : ''));
+  }
+  if (json) console.log(JSON.stringify({ bench: 'fs', results: rows, memory, coherency: coherencyOf, unavailable }));
 }
 
 function print(rows: Row[], memory: Record<string, number>, unavailable: Record<string, string>): void {
