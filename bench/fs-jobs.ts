@@ -123,6 +123,9 @@ export interface Coherency {
   closeP99Ms: number;
   /** p99, ms: from a rename in A to B seeing the new name and not the old one. */
   renameP99Ms: number;
+  /** Medians of the same. */
+  closeP50Ms: number;
+  renameP50Ms: number;
   /** Rounds where B had not seen the change within the timeout (counted at the timeout). */
   timeouts: number;
 }
@@ -179,5 +182,9 @@ export function coherency(a: string, b: string, rounds: number, timeoutMs: numbe
     fs.renameSync(path.join(dirA, 'g'), path.join(dirA, 'f'));
   }
   fs.rmSync(dirA, { recursive: true, force: true });
-  return { closeP99Ms: Number(p99(closes).toFixed(3)), renameP99Ms: Number(p99(renames).toFixed(3)), timeouts };
+  const ms = (x: number): number => Number(x.toFixed(3));
+  return {
+    closeP99Ms: ms(p99(closes)), renameP99Ms: ms(p99(renames)), closeP50Ms: ms(median(closes)),
+    renameP50Ms: ms(median(renames)), timeouts,
+  };
 }

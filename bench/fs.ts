@@ -117,7 +117,8 @@ async function main(): Promise<void> {
   }
   print(rows, memory, unavailable);
   for (const [name, c] of Object.entries(coherencyOf)) {
-    console.log(`coherency ${name}: close→stat p99 ${c.closeP99Ms} ms, rename→stat p99 ${c.renameP99Ms} ms` +
+    console.log(`coherency ${name}: close→stat p50 ${c.closeP50Ms} / p99 ${c.closeP99Ms} ms, ` +
+      `rename→stat p50 ${c.renameP50Ms} / p99 ${c.renameP99Ms} ms` +
       (c.timeouts > 0 ? `, ${c.timeouts} rounds unseen after ${COHERENCY_TIMEOUT_MS} ms` : ''));
   }
   if (json) console.log(JSON.stringify({ bench: 'fs', results: rows, memory, coherency: coherencyOf, unavailable }));
