@@ -7,7 +7,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMountPoint } from '../core/frontend/fuse-mount.ts';
 import { Dom0 } from '../test/helpers/dom0.ts';
+import { waitFor } from '../test/helpers/fixtures.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -25,19 +27,6 @@ export interface Peer {
   teardown(): Promise<void>;
 }
 
-function isMounted(dir: string): boolean {
-  const target = path.resolve(dir);
-  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === target);
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /**
  * Stops a child by PID (SIGTERM: FUSE daemons unmount themselves on it) and waits for it; a mount it served is
  * then unmounted lazily if it is still there.
@@ -50,7 +39,7 @@ async function stopChild(child: ChildProcess, mountpoint?: string): Promise<void
     await exited;
     clearTimeout(timer);
   }
-  if (mountpoint && isMounted(mountpoint)) spawnSync('umount', ['-l', mountpoint]);
+  if (mountpoint && isMountPoint(mountpoint)) spawnSync('umount', ['-l', mountpoint]);
 }
 
 /** Waits for the JSON line with "type":"ready" a mounting child prints on stdout once its mount is up. */
@@ -63,6 +52,42 @@ function readyLine(child: ChildProcess, what: string): Promise<void> {
     });
     child.once('exit', (code) => reject(new Error(`${what} exited with ${code} before mounting`)));
   });
+}
+
+/** A mount process is ready once its mount point is mounted (for daemons that print nothing). */
+const whenMounted = (what: string, ms: number) => (_child: ChildProcess, dir: string): Promise<void> =>
+  waitFor(() => isMountPoint(dir), ms, `${what} on ${dir}`);
+
+/** A mount process is ready once it prints its ready line. */
+const whenReady = (what: string) => (child: ChildProcess): Promise<void> => readyLine(child, what);
+
+/** One peer's mount processes, each serving its own directory under `work`; stopped by PID, unmounted by path. */
+class MountProcesses {
+  readonly #children: Array<{ child: ChildProcess; dir: string }> = [];
+
+  /**
+   * Starts `count` of them, one at a time, each once the one before is ready. `extraPids(i)` are processes besides
+   * mount i's own whose memory counts against it (a server they share, counted once).
+   */
+  async start(
+    work: string, prefix: string, count: number, launch: (dir: string, i: number) => ChildProcess,
+    ready: (child: ChildProcess, dir: string) => Promise<void>, extraPids: (i: number) => number[] = () => [],
+  ): Promise<Mounted[]> {
+    const out: Mounted[] = [];
+    for (let i = 0; i < count; i++) {
+      const dir = path.join(work, `${prefix}-${i}`);
+      fs.mkdirSync(dir, { recursive: true });
+      const child = launch(dir, i);
+      this.#children.push({ child, dir });
+      await ready(child, dir);
+      out.push({ dir, pids: () => [child.pid ?? 0, ...extraPids(i)].filter((p) => p > 0) });
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    for (const { child, dir } of this.#children.splice(0)) await stopChild(child, dir);
+  }
 }
 
 function need(cmd: string): void {
@@ -79,25 +104,18 @@ export class LocalPeer implements Peer {
 
 export class BindfsPeer implements Peer {
   readonly name = 'bindfs';
-  readonly #children: Array<{ child: ChildProcess; dir: string }> = [];
+  readonly #mounts = new MountProcesses();
 
   async mount(base: string, work: string, count: number): Promise<Mounted[]> {
     need('bindfs');
-    const out: Mounted[] = [];
-    for (let i = 0; i < count; i++) {
-      const dir = path.join(work, `bindfs-${i}`);
-      fs.mkdirSync(dir, { recursive: true });
-      // -f keeps bindfs in the foreground, so it is our child and stops by its PID.
-      const child = spawn('bindfs', ['-f', '--multithreaded', base, dir], { stdio: 'ignore' });
-      this.#children.push({ child, dir });
-      await waitFor(() => isMounted(dir), 10_000, `bindfs on ${dir}`);
-      out.push({ dir, pids: () => (child.pid ? [child.pid] : []) });
-    }
-    return out;
+    // -f keeps bindfs in the foreground, so it is our child and stops by its PID.
+    return this.#mounts.start(work, 'bindfs', count,
+      (dir) => spawn('bindfs', ['-f', '--multithreaded', base, dir], { stdio: 'ignore' }),
+      whenMounted('bindfs', 10_000));
   }
 
   async teardown(): Promise<void> {
-    for (const { child, dir } of this.#children.splice(0)) await stopChild(child, dir);
+    await this.#mounts.stop();
   }
 }
 
@@ -115,7 +133,7 @@ function freePort(): Promise<number> {
 export class SshfsPeer implements Peer {
   readonly name = 'sshfs';
   #sshd: ChildProcess | null = null;
-  readonly #mounts: Array<{ child: ChildProcess; dir: string }> = [];
+  readonly #mounts = new MountProcesses();
 
   async mount(base: string, work: string, count: number): Promise<Mounted[]> {
     need('sshfs');
@@ -139,23 +157,14 @@ export class SshfsPeer implements Peer {
     // -D: no daemonising, so the throwaway sshd is our child; -e: its log goes to stderr.
     this.#sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: 'ignore' });
     await waitFor(() => spawnSync('ss', ['-ltn', `sport = :${port}`]).stdout.toString().includes(`:${port}`), 10_000, 'sshd');
-    const out: Mounted[] = [];
-    for (let i = 0; i < count; i++) {
-      const dir = path.join(work, `sshfs-${i}`);
-      fs.mkdirSync(dir, { recursive: true });
-      const child = spawn('sshfs', ['-f', '-p', String(port), '-o', [
-        `IdentityFile=${path.join(keys, 'client')}`, 'StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null',
-        'LogLevel=ERROR',
-      ].join(','), `root@127.0.0.1:${base}`, dir], { stdio: 'ignore' });
-      this.#mounts.push({ child, dir });
-      await waitFor(() => isMounted(dir), 15_000, `sshfs on ${dir}`);
-      out.push({ dir, pids: () => (child.pid ? [child.pid] : []) });
-    }
-    return out;
+    return this.#mounts.start(work, 'sshfs', count, (dir) => spawn('sshfs', ['-f', '-p', String(port), '-o', [
+      `IdentityFile=${path.join(keys, 'client')}`, 'StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null',
+      'LogLevel=ERROR',
+    ].join(','), `root@127.0.0.1:${base}`, dir], { stdio: 'ignore' }), whenMounted('sshfs', 15_000));
   }
 
   async teardown(): Promise<void> {
-    for (const { child, dir } of this.#mounts.splice(0)) await stopChild(child, dir);
+    await this.#mounts.stop();
     if (this.#sshd) await stopChild(this.#sshd);
     this.#sshd = null;
   }
@@ -166,7 +175,7 @@ export class XenfsPeer implements Peer {
   readonly name: string;
   readonly #args: string[];
   #dom0: Dom0 | null = null;
-  readonly #guests: Array<{ child: ChildProcess; dir: string }> = [];
+  readonly #guests = new MountProcesses();
 
   /** `extraArgs` select a front end or cache mode, for extra rows such as a passthrough front end later. */
   constructor(name = 'xenfs', extraArgs: string[] = []) {
@@ -182,25 +191,18 @@ export class XenfsPeer implements Peer {
       secret: 'bench-secret',
       exports: [{ name: 'data', path: base }],
     }));
-    this.#dom0 = await Dom0.start({ config: { guests } });
-    const out: Mounted[] = [];
-    for (let i = 0; i < count; i++) {
-      const dir = path.join(work, `${this.name}-${i}`);
-      fs.mkdirSync(dir, { recursive: true });
-      const child = spawn(process.execPath, [
-        '--import', 'tsx', path.join(ROOT, 'core', 'cli', 'main.ts'), 'guest', `bench-${i}`, '--mount', dir,
-        '--control', this.#dom0.controlPath, '--secret-file', secretFile, ...this.#args,
-      ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
-      this.#guests.push({ child, dir });
-      await readyLine(child, 'xenfs guest');
-      const dom0 = this.#dom0;
-      out.push({ dir, pids: () => [child.pid ?? 0, ...(i === 0 && dom0.pid ? [dom0.pid] : [])].filter((p) => p > 0) });
-    }
-    return out;
+    const dom0 = await Dom0.start({ config: { guests } });
+    this.#dom0 = dom0;
+    return this.#guests.start(work, this.name, count, (dir, i) => spawn(process.execPath, [
+      '--import', 'tsx', path.join(ROOT, 'core', 'cli', 'main.ts'), 'guest', `bench-${i}`, '--mount', dir,
+      '--control', dom0.controlPath, '--secret-file', secretFile, ...this.#args,
+    ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT }), whenReady('xenfs guest'),
+    // dom0 serves every guest: its memory counts once, with the first.
+    (i) => (i === 0 && dom0.pid ? [dom0.pid] : []));
   }
 
   async teardown(): Promise<void> {
-    for (const { child, dir } of this.#guests.splice(0)) await stopChild(child, dir);
+    await this.#guests.stop();
     await this.#dom0?.cleanup();
     this.#dom0 = null;
   }
@@ -212,24 +214,15 @@ export class XenfsPeer implements Peer {
  */
 export class FuseNativePeer implements Peer {
   readonly name = 'fuse-native';
-  readonly #children: Array<{ child: ChildProcess; dir: string }> = [];
+  readonly #mounts = new MountProcesses();
 
   async mount(base: string, work: string, count: number): Promise<Mounted[]> {
-    const out: Mounted[] = [];
-    for (let i = 0; i < count; i++) {
-      const dir = path.join(work, `fuse-native-${i}`);
-      fs.mkdirSync(dir, { recursive: true });
-      const child = spawn(process.execPath, [
-        '--import', 'tsx', path.join(ROOT, 'bench', 'fuse-native-passthrough.ts'), base, dir,
-      ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
-      this.#children.push({ child, dir });
-      await readyLine(child, 'fuse-native passthrough');
-      out.push({ dir, pids: () => (child.pid ? [child.pid] : []) });
-    }
-    return out;
+    return this.#mounts.start(work, 'fuse-native', count, (dir) => spawn(process.execPath, [
+      '--import', 'tsx', path.join(ROOT, 'bench', 'fuse-native-passthrough.ts'), base, dir,
+    ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT }), whenReady('fuse-native passthrough'));
   }
 
   async teardown(): Promise<void> {
-    for (const { child, dir } of this.#children.splice(0)) await stopChild(child, dir);
+    await this.#mounts.stop();
   }
 }

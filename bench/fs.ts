@@ -8,17 +8,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { benchArgs } from './args.ts';
 import { BindfsPeer, FuseNativePeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
 import { GiB, coherency, median, memoryCopies, meta, randread, seqread, seqwrite, type Coherency, type FioOptions } from './fs-jobs.ts';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const num = (name: string, dflt: number): number => {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
-  return v;
-};
+const { json, num, list } = benchArgs();
 const PASSES = num('--passes', 3);
 const SIZE_MIB = num('--size-mib', 1024);
 const META = num('--meta', 10_000);
@@ -27,8 +21,7 @@ const COHERENCY_ROUNDS = num('--coherency-rounds', 20);
 // sshfs keeps attributes for 20 s by default: rounds that long would dominate the run, so a change unseen after
 // this long counts at this value (and is reported as a timeout).
 const COHERENCY_TIMEOUT_MS = num('--coherency-timeout-ms', 1500);
-const peersArg = args.indexOf('--peers');
-const PEERS = peersArg >= 0 ? (args[peersArg + 1] ?? '').split(',') : ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs'];
+const PEERS = list('--peers', ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs']);
 // The memory test compares the ways guests could share files; local is the file itself, and fuse-native is a
 // front end, not a way to share.
 const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs', 'xenfs-names', 'xenfs-auto']);

@@ -11,23 +11,15 @@ import { decodeEntry, decodeResponse } from '../core/protocol/decode.ts';
 import { Op } from '../core/protocol/opcodes.ts';
 import type { TransportKind } from '../core/protocol/control.ts';
 import { Dom0 } from '../test/helpers/dom0.ts';
+import { benchArgs } from './args.ts';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const opt = (name: string, dflt: number): number => {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
-  return v;
-};
+const { json, num: opt, list } = benchArgs();
 const SECONDS = opt('--seconds', 2);
 const ROUNDS = opt('--rounds', 3);
 const FILE_MB = 64;
 const READ_SIZE = 128 * 1024;
 const READ_DEPTH = 8;
-const only = args.indexOf('--transports');
-const TRANSPORTS: TransportKind[] =
-  only >= 0 ? ((args[only + 1] ?? '').split(',') as TransportKind[]) : ['ring', 'unix', 'tcp'];
+const TRANSPORTS = list('--transports', ['ring', 'unix', 'tcp']) as TransportKind[];
 if (!TRANSPORTS.every((t) => ['ring', 'unix', 'tcp'].includes(t))) throw new Error('--transports: ring,unix,tcp');
 
 interface Sample {
