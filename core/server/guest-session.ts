@@ -9,6 +9,7 @@ import { decodeHello, type Hello, type XenbusStateName } from '../protocol/contr
 import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
 import { type ControlConnection, type ControlMessage, closeFd } from '../xen/control-socket.ts';
 import { Engine, type EngineLimits, type EngineStats } from '../xen/engine.ts';
+import { isFuseDevice } from '../xen/fuse-kernel.ts';
 import type { Logger } from '../util/log.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -145,25 +146,31 @@ export class GuestSession extends EventEmitter<SessionEvents> {
    * false, code, message}; a refusal leaves the session as it was (the guest can do without passthrough).
    */
   #attachFuse(fds: number[]): void {
-    const refuse = (code: string, message: string): void => {
-      this.#host.logger.log('warn', 'fuse-attach refused', { domain: this.#guest?.name ?? null, code, message });
-      this.#conn.send({ type: 'fuse-attach', ok: false, code, message });
-    };
+    let refusal: { code: string; message: string } | null;
     try {
-      if (fds.length !== 1) return refuse('EINVAL', `a fuse-attach carries exactly one descriptor, got ${fds.length}`);
-      if (!this.#engine) return refuse('ENOTCONN', 'no engine serves this guest yet');
-      const rc = this.#engine.attachFuse(fds[0] as number);
-      if (rc !== 0) {
-        const code = errnoName(rc);
-        return refuse(code, code === 'ENODEV' ? 'the descriptor is not /dev/fuse'
-          : code === 'EBUSY' ? 'a FUSE connection is attached already' : `attaching failed (${code})`);
-      }
-      this.#conn.send({ type: 'fuse-attach', ok: true });
+      refusal = this.#fuseRefusal(fds);
     } finally {
-      // The engine keeps its own duplicate; ours is closed whatever happened.
+      // The engine keeps its own duplicate; ours are closed whatever happened, and before the answer, so a guest
+      // that hears back sees dom0 holding exactly what it keeps.
       for (const fd of fds) closeFd(fd);
     }
+    if (refusal) this.#host.logger.log('warn', 'fuse-attach refused', { domain: this.#guest?.name ?? null, ...refusal });
+    this.#conn.send(refusal ? { type: 'fuse-attach', ok: false, ...refusal } : { type: 'fuse-attach', ok: true });
   }
+
+  /** Attaches the one descriptor of a fuse-attach to the engine; null, or why not. */
+  #fuseRefusal(fds: number[]): { code: string; message: string } | null {
+    if (fds.length !== 1) return { code: 'EINVAL', message: `a fuse-attach carries exactly one descriptor, got ${fds.length}` };
+    const fd = fds[0] as number;
+    if (!isFuseDevice(fd)) return { code: 'ENODEV', message: 'the descriptor is not /dev/fuse' };
+    if (!this.#engine) return { code: 'ENOTCONN', message: 'no engine serves this guest yet' };
+    // The engine checks the descriptor again: it is what keeps it.
+    const rc = this.#engine.attachFuse(fd);
+    if (rc === 0) return null;
+    const code = errnoName(rc);
+    return { code, message: code === 'EBUSY' ? 'a FUSE connection is attached already' : `attaching failed (${code})` };
+  }
+
 
   #authenticate(hello: Hello): GuestConfig {
     const g = this.#host.findGuest(hello.domain);
