@@ -1,7 +1,7 @@
 // What the running kernel's FUSE offers, learnt the only reliable way: mount a connection on an empty directory,
 // take the kernel's INIT, answer it, and unmount. The native front end needs protocol 7.40+ with passthrough
 // (read, write and mmap served from a backing file dom0 registers); without it `xenfs guest` uses fuse-native.
-import { native } from './native.ts';
+import { native, type NativeFuseProbe } from './native.ts';
 
 export interface FuseKernelInfo {
   /** The kernel's FUSE protocol version. */
@@ -35,13 +35,17 @@ export interface FuseProbeOptions {
  */
 export function probeFuseKernel(dir: string, opts: FuseProbeOptions = {}): FuseKernelInfo {
   const r = native.fuseProbe(dir, opts);
-  const info: FuseKernelInfo = {
-    kernelMajor: r.kernelMajor, kernelMinor: r.kernelMinor, minor: r.minor, passthrough: r.passthrough,
-    kernelFlags: BigInt(r.kernelFlags), flags: BigInt(r.flags),
-  };
+  const info = kernelInfo(r);
   if (r.backingId !== undefined) info.backingId = r.backingId;
   if (r.backingError !== undefined) info.backingError = r.backingError;
   return info;
+}
+
+function kernelInfo(r: NativeFuseProbe): FuseKernelInfo {
+  return {
+    kernelMajor: r.kernelMajor, kernelMinor: r.kernelMinor, minor: r.minor, passthrough: r.passthrough,
+    kernelFlags: BigInt(r.kernelFlags), flags: BigInt(r.flags),
+  };
 }
 
 /** A FUSE connection mounted and negotiated, not yet served: `fd` is the caller's to serve or hand on. */
@@ -62,8 +66,7 @@ export function openFuseConnection(dir: string, opts: Omit<FuseProbeOptions, 'ba
   if (fd === undefined) throw new Error('fuseProbe kept no connection');
   let open = true;
   return {
-    kernelMajor: r.kernelMajor, kernelMinor: r.kernelMinor, minor: r.minor, passthrough: r.passthrough,
-    kernelFlags: BigInt(r.kernelFlags), flags: BigInt(r.flags), fd, dir,
+    ...kernelInfo(r), fd, dir,
     close: () => {
       if (!open) return;
       open = false;

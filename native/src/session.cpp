@@ -137,7 +137,7 @@ void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
   }
   // Without an attached connection, or when the kernel refuses, the open stands without passthrough: the front
   // end then serves the file's reads and writes through dom0 as before.
-  if (!(req.flags & proto::kFlagWantBacking)) return;
+  if ((req.op != proto::kOpen && req.op != proto::kCreate) || !(req.flags & proto::kFlagWantBacking)) return;
   std::lock_guard<std::mutex> lock(fuse_mu_);
   if (fuse_fd_ < 0) return;
   int fd = backend_->backing_fd(rsp.fh);
@@ -215,8 +215,7 @@ bool Session::pool_idle() {
 
 void Session::finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data) {
   if (rsp.status < 0) stats_.errors++;
-  if (rsp.status == 0 && (req.op == proto::kOpen || req.op == proto::kCreate || req.op == proto::kRelease))
-    track_backing(req, rsp);
+  if (rsp.status == 0) track_backing(req, rsp);
   // Output data follows only a successful reply to a request that asked for some (docs/protocol.md).
   size_t len = (rsp.status == 0 && spec.data == DataDir::kOut && req.len > 0) ? rsp.len : 0;
   respond(rsp, data, len);

@@ -111,8 +111,8 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   bool pool_idle();  // nothing of this guest's is on the worker pool
   void detach_fuse();
-  // After a successful OPEN/CREATE that asked for it: registers the handle's backing file and fills
-  // rsp.backing_id. After RELEASE: drops the handle's registration. Both under fuse_mu_.
+  // Called after every successful request. An OPEN/CREATE that asked for it gets its handle's backing file
+  // registered (rsp.backing_id); a RELEASE drops the handle's registration; anything else is left alone.
   void track_backing(const proto::Request& req, proto::Response& rsp);
 
   std::mutex fuse_mu_;
