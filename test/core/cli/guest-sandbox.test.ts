@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Dom0 } from '../../helpers/dom0.ts';
+import { waitFor } from '../../helpers/fixtures.ts';
 
 const MAIN = new URL('../../../core/cli/main.ts', import.meta.url).pathname;
 
@@ -107,11 +108,7 @@ test('SIGTERM to a sandboxed guest stops its workload, unmounts, and leaves no p
     'echo running > started; exec sleep 600'], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
   try {
-    const until = Date.now() + 30_000;
-    while (!fs.existsSync(path.join(home, 'started'))) {
-      assert.ok(Date.now() < until, 'the workload started');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(() => fs.existsSync(path.join(home, 'started')), 30_000, 'the workload to start');
     cli.kill('SIGTERM');
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
     assert.equal(code, 128 + 15, 'the workload was ended by SIGTERM and its status came back');

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mountOptions } from '../../../core/frontend/fuse-mount.ts';
 import type { Dom0 } from '../../helpers/dom0.ts';
-import { Scope, hostPath, startDom0, uniqueName } from '../../helpers/fixtures.ts';
+import { Scope, hostPath, startDom0, uniqueName, waitFor } from '../../helpers/fixtures.ts';
 import { GuestMount, type GuestMountOptions, isMounted, mountLine } from '../../helpers/fuse.ts';
 import { withFile } from '../../posix/expect.ts';
 
@@ -37,13 +37,9 @@ function guestConfig(domain: string, exports: unknown[] = [{ name: 'home', path:
   return { name: domain, secret: SECRET, exports };
 }
 
-async function eventually(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+/** waitFor for a condition that may throw while the change is still on its way (a read racing a write). */
+const eventually = (cond: () => Promise<boolean>, ms: number, what: string): Promise<void> =>
+  waitFor(() => cond().catch(() => false), ms, what);
 
 test('mountOptions: the one-copy default is direct I/O with nothing cached; auto uses the page cache', () => {
   const none = mountOptions('xenfs:vm1:home', { cache: 'none' });

@@ -8,30 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Dom0 } from '../../helpers/dom0.ts';
 import { RawGuest } from '../../helpers/raw-guest.ts';
+import { openFds, waitFor } from '../../helpers/fixtures.ts';
 import { openFuseConnection } from '../../../core/xen/fuse-kernel.ts';
-import type { ControlMessage } from '../../../core/xen/control-socket.ts';
 
-const fdCount = (pid: number): number => fs.readdirSync(`/proc/${pid}/fd`).length;
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Sends a fuse-attach with `fds` and returns dom0's answer. */
-function attach(guest: RawGuest, fds: number[]): Promise<{ type: string; ok: boolean; code?: string; message?: string }> {
-  return new Promise((resolve) => {
-    const onMessage = (m: ControlMessage): void => {
-      guest.conn.off('message', onMessage);
-      resolve(m.body as { type: string; ok: boolean; code?: string });
-    };
-    guest.conn.on('message', onMessage);
-    guest.conn.send({ type: 'fuse-attach' }, fds);
-  });
-}
+const fdCount = (pid: number): number => openFds(pid).length;
 
 test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, refuses the rest, and lets go when the guest leaves', async (t) => {
   const dom0 = await Dom0.start({ config: { guests: [{ name: 'fa', secret: 's', exports: [{ name: 'home', path: 'home' }] }] } });
@@ -40,30 +20,32 @@ test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, refuses the rest,
   const mnt = path.join(scratch, 'mnt');
   fs.mkdirSync(mnt);
   const conn = openFuseConnection(mnt);
+  let guest: RawGuest | null = null;
   t.after(async () => {
+    if (guest && !guest.closed) guest.close();
     conn.close();
     await dom0.cleanup();
     fs.rmSync(scratch, { recursive: true, force: true });
   });
   const pid = dom0.pid as number;
   const before = fdCount(pid);
-  const guest = await RawGuest.connect(dom0.controlPath, 'fa', 's');
+  guest = await RawGuest.connect(dom0.controlPath, 'fa', 's');
   await waitFor(() => fdCount(pid) > before, 5000, 'dom0 to take the ring');
   const connected = fdCount(pid);
 
-  assert.deepEqual(await attach(guest, [conn.fd]), { type: 'fuse-attach', ok: true });
+  assert.deepEqual(await guest.fuseAttach([conn.fd]), { type: 'fuse-attach', ok: true });
   assert.equal(fdCount(pid), connected + 1, 'dom0 holds one copy of the connection');
 
-  const again = await attach(guest, [conn.fd]);
+  const again = await guest.fuseAttach([conn.fd]);
   assert.equal(again.ok, false);
   assert.equal(again.code, 'EBUSY');
   const devNull = fs.openSync('/dev/null', 'r');
   const file = fs.openSync(path.join(dom0.dir, 'home'), 'r');
   try {
-    const notFuse = await attach(guest, [devNull]);
+    const notFuse = await guest.fuseAttach([devNull]);
     assert.deepEqual([notFuse.ok, notFuse.code], [false, 'ENODEV']);
     assert.match(notFuse.message ?? '', /not \/dev\/fuse/);
-    assert.deepEqual([(await attach(guest, [file])).code, (await attach(guest, [])).code, (await attach(guest, [devNull, file])).code],
+    assert.deepEqual([(await guest.fuseAttach([file])).code, (await guest.fuseAttach([])).code, (await guest.fuseAttach([devNull, file])).code],
       ['ENODEV', 'EINVAL', 'EINVAL']);
   } finally {
     fs.closeSync(devNull);

@@ -12,25 +12,14 @@ import { XenfsServer } from '../../../core/server/server.ts';
 import { parseConfig } from '../../../core/config/config.ts';
 import { silentLogger } from '../../../core/util/log.ts';
 import { RawGuest } from '../../helpers/raw-guest.ts';
+import { waitFor } from '../../helpers/fixtures.ts';
 import { openFuseConnection } from '../../../core/xen/fuse-kernel.ts';
-import type { ControlMessage } from '../../../core/xen/control-socket.ts';
 import { Op, RequestFlag, ResponseFlag } from '../../../core/protocol/opcodes.ts';
 import { RspOff } from '../../../core/protocol/layout.ts';
 
 const DOUBLE = new URL('../../helpers/fuse-double.ts', import.meta.url).pathname;
 const O_RDONLY = 0;
 const O_RDWR = 2;
-
-function attach(guest: RawGuest, fd: number): Promise<{ ok: boolean }> {
-  return new Promise((resolve) => {
-    const onMessage = (m: ControlMessage): void => {
-      guest.conn.off('message', onMessage);
-      resolve(m.body as { ok: boolean });
-    };
-    guest.conn.on('message', onMessage);
-    guest.conn.send({ type: 'fuse-attach' }, [fd]);
-  });
-}
 
 /** WALK to `name` and OPEN it with `flags`, asking for a backing file: the handle and what dom0 answered. */
 async function openBacked(guest: RawGuest, name: string, flags: number, want = true): Promise<{ fh: bigint; backing: number | null }> {
@@ -76,7 +65,7 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
   // Before attaching, there is nothing to register on: the open stands without a backing id.
   assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
-  assert.equal((await attach(guest, conn.fd)).ok, true);
+  assert.equal((await guest.fuseAttach([conn.fd])).ok, true);
   const ro = await openBacked(guest, 'ro', O_RDONLY);
   const rw = await openBacked(guest, 'rw', O_RDWR);
   assert.equal((await openBacked(guest, 'ro', O_RDONLY, false)).backing, null, 'only when asked');
@@ -129,7 +118,5 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   assert.equal(backingFiles(), 1);
   guest.close();
   // The guest going away drops the rest (and dom0's copy of its connection) with its session.
-  const until = Date.now() + 5000;
-  while (server.guestStats('fb') !== null && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-  assert.equal(server.guestStats('fb'), null, 'the session ended');
+  await waitFor(() => server.guestStats('fb') === null, 5000, 'the session to end');
 });

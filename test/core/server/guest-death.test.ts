@@ -6,13 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fork } from 'node:child_process';
 import { Dom0 } from '../../helpers/dom0.ts';
+import { openFds, waitFor } from '../../helpers/fixtures.ts';
 import { Guest } from '../../../core/frontend/guest.ts';
 
 const CHILD = new URL('../../helpers/guest-child.ts', import.meta.url).pathname;
 
-function fdCount(pid: number): number {
-  return fs.readdirSync(`/proc/${pid}/fd`).length;
-}
+const fdCount = (pid: number): number => openFds(pid).length;
 
 /** dom0's mappings of guest memory: the memfds are named xenfs-<domain>. */
 function guestMappings(pid: number, domain: string): number {
@@ -20,14 +19,6 @@ function guestMappings(pid: number, domain: string): number {
     .readFileSync(`/proc/${pid}/maps`, 'utf8')
     .split('\n')
     .filter((l) => l.includes(`memfd:xenfs-${domain}`)).length;
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 test('a guest SIGKILLed mid-write leaves nothing behind in dom0', async () => {

@@ -213,6 +213,15 @@ function closeAll(fds: number[]): void {
   for (const fd of fds) native.closeFd(fd);
 }
 
+/** Runs `fn` with freshly made descriptors and closes them afterwards, whatever happens (dom0 has its own copies). */
+async function withFds<T>(fds: number[], fn: (fds: number[]) => Promise<T>): Promise<T> {
+  try {
+    return await fn(fds);
+  } finally {
+    closeAll(fds);
+  }
+}
+
 test('a ring hello with 0, 2, 5 or 16 descriptors is refused and its descriptors are closed', async () => {
   const scratch = hostPath(dom0, 'scratch.txt');
   fs.writeFileSync(scratch, 'a file to pass around');
@@ -231,21 +240,15 @@ test('a ring hello with 0, 2, 5 or 16 descriptors is refused and its descriptors
       }
     }
     // A stream hello has no use for descriptors: dom0 welcomes it and closes them.
-    const passed = spareFds(4, scratch);
-    try {
+    await withFds(spareFds(4, scratch), async (passed) => {
       const x = await exchange(json(hello(), passed));
       assert.equal(x.replies[0]?.type, 'welcome');
-    } finally {
-      closeAll(passed);
-    }
+    });
     // An unauthenticated ring hello's descriptors are closed as well.
-    const own = ring.remoteFds.map((fd) => dupFd(fd));
-    try {
+    await withFds(ring.remoteFds.map((fd) => dupFd(fd)), async (own) => {
       const x = await exchange(json({ ...hello({ transport: 'ring', ring: ring.setup }), secret: 'wrong' }, own));
       assertRefused(x, /authentication failed/);
-    } finally {
-      closeAll(own);
-    }
+    });
   } finally {
     ring.close(new Error('test over'));
   }
@@ -275,14 +278,11 @@ test('ring hellos whose memory or descriptors do not match the layout are refuse
         { ...ring.setup, grantTable: { offset: 100, entries: ring.setup.grantTable.entries } }, /ring setup refused/],
     ];
     for (const [what, makeFds, layout, pattern] of cases) {
-      const fds = makeFds();
-      try {
+      await withFds(makeFds(), async (fds) => {
         assertRefused(await exchange(json(ringHello(layout), fds)), pattern);
-      } catch (err) {
+      }).catch((err: unknown) => {
         throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
-      } finally {
-        closeAll(fds);
-      }
+      });
     }
   } finally {
     ring.close(new Error('test over'));
@@ -306,10 +306,9 @@ test('event channels that are not eventfds are refused (a memfd would read as al
         ['a regular file to wake the guest', () => [dupFd(memFd), dupFd(rx), fs.openSync(scratch, 'r+')]],
       ];
       for (const [what, makeFds] of cases) {
-        const fds = makeFds();
         const cpu0 = dom0.cpuSeconds();
         const t0 = performance.now();
-        try {
+        await withFds(makeFds(), async (fds) => {
           const x = await exchange(json(ringHello({ ...ring.setup }), fds));
           if (x.replies[0]?.type === 'welcome') {
             // Accepted: show what it costs dom0 while the guest stays connected.
@@ -318,9 +317,7 @@ test('event channels that are not eventfds are refused (a memfd would read as al
             assert.fail(`${what}: welcomed; dom0 used ${(busy * 100).toFixed(0)}% of a CPU meanwhile`);
           }
           assertRefused(x, /ring setup refused: .*event/);
-        } finally {
-          closeAll(fds);
-        }
+        });
       }
     } finally {
       ring.close(new Error('test over'));

@@ -7,15 +7,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isFuseDevice, probeFuseKernel } from '../../../core/xen/fuse-kernel.ts';
+import { openFds } from '../../helpers/fixtures.ts';
+import { isMounted } from '../../helpers/fuse.ts';
 
 const EPERM = 1;
 const ENOENT = 2;
 const PASSTHROUGH = 1n << 37n;
 const FUSE_KERNEL = new URL('../../../core/xen/fuse-kernel.ts', import.meta.url).pathname;
-
-function mountedAt(dir: string): boolean {
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
-}
 
 function scratch(t: { after: (fn: () => void) => void }): { dir: string; file: string } {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuseprobe-'));
@@ -29,7 +27,7 @@ function scratch(t: { after: (fn: () => void) => void }): { dir: string; file: s
 
 test('probe as root: the version is negotiated, passthrough agreed when offered, a backing file registers', (t) => {
   const { dir, file } = scratch(t);
-  const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+  const fdsBefore = openFds(process.pid).length;
   const info = probeFuseKernel(dir, { backingFile: file });
   assert.equal(info.kernelMajor, 7);
   assert.equal(info.minor, Math.min(info.kernelMinor, 45));
@@ -42,8 +40,8 @@ test('probe as root: the version is negotiated, passthrough agreed when offered,
   } else {
     assert.equal(info.backingError, EPERM);
   }
-  assert.equal(mountedAt(dir), false, 'the probe unmounted');
-  assert.equal(fs.readdirSync('/proc/self/fd').length, fdsBefore, 'and closed its connection');
+  assert.equal(isMounted(dir), false, 'the probe unmounted');
+  assert.equal(openFds(process.pid).length, fdsBefore, 'and closed its connection');
 });
 
 test('probe without asking for passthrough: not agreed, and the kernel refuses backing files (EPERM)', (t) => {
@@ -52,18 +50,18 @@ test('probe without asking for passthrough: not agreed, and the kernel refuses b
   assert.equal(info.passthrough, false);
   assert.equal(info.flags & PASSTHROUGH, 0n);
   assert.equal(info.backingError, EPERM);
-  assert.equal(mountedAt(dir), false);
+  assert.equal(isMounted(dir), false);
 });
 
 test('a probe that cannot mount throws with the errno and leaves no descriptor behind', (t) => {
   const { dir } = scratch(t);
-  const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+  const fdsBefore = openFds(process.pid).length;
   assert.throws(() => probeFuseKernel(path.join(dir, 'missing')), (err: Error & { errno?: number }) => {
     assert.equal(err.errno, ENOENT);
     assert.match(err.message, /mount\(.*missing/);
     return true;
   });
-  assert.equal(fs.readdirSync('/proc/self/fd').length, fdsBefore);
+  assert.equal(openFds(process.pid).length, fdsBefore);
 });
 
 test('isFuseDevice: /dev/fuse yes; a regular file, /dev/null or a closed descriptor no', (t) => {
@@ -95,5 +93,5 @@ test('unprivileged, in its own user and mount namespace: FUSE mounts and passthr
   const offered = (BigInt(info.kernelFlags) & PASSTHROUGH) !== 0n;
   assert.equal(info.passthrough, offered);
   assert.equal(info.backingError, EPERM, 'only dom0 (CAP_SYS_ADMIN on the host) may register backing files');
-  assert.equal(mountedAt(dir), false, 'nothing mounted in dom0\'s namespace');
+  assert.equal(isMounted(dir), false, 'nothing mounted in dom0\'s namespace');
 });
