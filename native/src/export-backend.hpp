@@ -72,7 +72,9 @@ class ExportBackend final : public FileBackend {
   // Closes every node (roots stay until destruction) and every handle. In-flight operations keep the
   // descriptors they already took until they finish.
   void release_all() override;
-  int backing_fd(uint64_t fh) override;
+  int backing_key(uint64_t fh, BackingKey& out) override;
+  bool may_write(uint64_t fh) override;
+  int backing_fd(uint64_t fh, bool writable) override;
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;

@@ -1,10 +1,11 @@
 // Backing files for FUSE passthrough (docs/native-frontend.md): which descriptor dom0 registers on a guest's FUSE
 // connection for one of its open handles. The kernel keeps only the path of what it is given and reopens it with
-// the guest's open flags, so the access a guest gets is decided by the mount the path lies on: a handle opened
-// for writing is registered through the export itself; any other, and every handle of a read-only export, through
-// a read-only clone of the export's mount, where no open flag can write.
+// the guest's open flags, so the access a guest gets is decided by the mount the path lies on: a file the guest may
+// write is registered through the export itself; any other, and every file of a read-only export, through a
+// read-only clone of the export's mount, where no open flag can write.
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,14 +54,36 @@ int ExportBackend::read_only_tree(uint32_t exp) {
   return dir;
 }
 
-int ExportBackend::backing_fd(uint64_t fh) {
+int ExportBackend::backing_key(uint64_t fh, BackingKey& out) {
   HandleRef h;
   if (int e = handle(fh, h)) return e;
   if (h->dir) return -EISDIR;
+  struct stat st;
+  if (int e = stat_fd(h->fd, st)) return e;
+  // Passthrough of a FIFO or a device would hand the guest whatever sits behind it on dom0.
+  if (!S_ISREG(st.st_mode)) return -EINVAL;
+  out = BackingKey{st.st_dev, st.st_ino, h->exp};
+  return 0;
+}
+
+bool ExportBackend::may_write(uint64_t fh) {
+  HandleRef h;
+  if (handle(fh, h) || read_only(h->exp)) return false;
   const int fl = fcntl(h->fd, F_GETFL);
-  if (fl < 0) return neg_errno();
-  const bool writable = (fl & O_ACCMODE) != O_RDONLY && !read_only(h->exp);
-  if (writable) {
+  if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY) return true;
+  // Opening for writing has no effect on a regular file beyond the permission check it makes.
+  const int fd = reopen(h->fd, O_WRONLY | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+int ExportBackend::backing_fd(uint64_t fh, bool writable) {
+  HandleRef h;
+  if (int e = handle(fh, h)) return e;
+  if (h->dir) return -EISDIR;
+  if (writable && !read_only(h->exp)) {
+    // The descriptor's own access mode does not matter: the kernel keeps only its path.
     int fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
     return fd < 0 ? neg_errno() : fd;
   }

@@ -113,11 +113,22 @@ class FileBackend {
   virtual int access(const Call& c, proto::Response& r) = 0;
   virtual int mknod(const Call& c, proto::Response& r) = 0;
 
+  // FUSE passthrough (docs/native-frontend.md). The kernel shares one backing file among all passthrough opens of
+  // an inode on a connection, so registrations are per file: `backing_key` names the file behind handle `fh`
+  // (-errno for a directory or anything but a regular file). `may_write` says whether the guest may write it: a
+  // writable handle, or a reopen for writing that succeeds under the guest's identity (the caller sets it) on a
+  // writable export. `backing_fd` is the descriptor to register (the caller closes it): the kernel reopens a
+  // backing file by its path with the guest's open flags, so a file the guest may only read is backed through a
+  // read-only mount of its export, where no flag a guest front end sets can write.
+  struct BackingKey {
+    uint64_t dev = 0, ino = 0;
+    uint32_t exp = 0;
+    bool operator==(const BackingKey&) const = default;
+  };
+  virtual int backing_key(uint64_t fh, BackingKey& out) = 0;
+  virtual bool may_write(uint64_t fh) = 0;
+  virtual int backing_fd(uint64_t fh, bool writable) = 0;
   // Called once when the guest goes away: close every node and handle it held.
-  // A descriptor to register as the FUSE backing file of handle `fh` (-errno on failure; the caller closes it).
-  // The kernel reopens a backing file by its path with the guest's open flags, so a handle the guest may only
-  // read is backed through a read-only mount of its export: no flag a guest front end sets can write through it.
-  virtual int backing_fd(uint64_t fh) = 0;
   virtual void release_all() = 0;
   // Open handles and nodes, for status and tests.
   virtual uint32_t handle_count() const = 0;

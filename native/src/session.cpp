@@ -114,13 +114,14 @@ bool Session::fuse_attached() {
 
 uint32_t Session::backing_files() {
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  return static_cast<uint32_t>(backing_by_fh_.size());
+  return static_cast<uint32_t>(backing_.size());
 }
 
 void Session::detach_fuse() {
   std::lock_guard<std::mutex> lock(fuse_mu_);
   // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
-  for (auto& [fh, id] : backing_by_fh_) fuse_backing_close(fuse_fd_, id);
+  for (auto& [key, b] : backing_) fuse_backing_close(fuse_fd_, b.id);
+  backing_.clear();
   backing_by_fh_.clear();
   if (fuse_fd_ >= 0) close(fuse_fd_);
   fuse_fd_ = -1;
@@ -131,28 +132,53 @@ void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
     std::lock_guard<std::mutex> lock(fuse_mu_);
     auto it = backing_by_fh_.find(req.fh);
     if (it == backing_by_fh_.end()) return;
-    fuse_backing_close(fuse_fd_, it->second);
+    auto b = backing_.find(it->second);
     backing_by_fh_.erase(it);
+    if (b == backing_.end() || --b->second.handles > 0) return;
+    fuse_backing_close(fuse_fd_, b->second.id);
+    backing_.erase(b);
     return;
   }
-  // Without an attached connection, or when the kernel refuses, the open stands without passthrough: the front
-  // end then serves the file's reads and writes through dom0 as before.
   if ((req.op != proto::kOpen && req.op != proto::kCreate) || !(req.flags & proto::kFlagWantBacking)) return;
+  register_backing(rsp.fh, rsp);
+}
+
+// Without an attached connection, or when the kernel refuses, the open stands without passthrough: the front end
+// then serves the file's reads and writes through dom0.
+void Session::register_backing(uint64_t fh, proto::Response& rsp) {
+  FileBackend::BackingKey key;
+  if (backend_->backing_key(fh, key) < 0) return;
   std::lock_guard<std::mutex> lock(fuse_mu_);
   if (fuse_fd_ < 0) return;
-  int fd = backend_->backing_fd(rsp.fh);
-  if (fd < 0) return;
-  int id = fuse_backing_open(fuse_fd_, fd);
-  close(fd);
-  if (id <= 0) return;
   try {
-    backing_by_fh_[rsp.fh] = id;
+    auto it = backing_.find(key);
+    if (it == backing_.end()) {
+      // Decided once per registration, for every open that shares it: whether this guest may write the file at
+      // all, not whether this open writes (a read-only registration could not serve a later writable open).
+      bool writable;
+      {
+        FsIdentity as(limits_);
+        writable = backend_->may_write(fh);
+      }
+      int fd = backend_->backing_fd(fh, writable);
+      if (fd < 0) return;
+      int id = fuse_backing_open(fuse_fd_, fd);
+      close(fd);
+      if (id <= 0) return;
+      try {
+        it = backing_.emplace(key, Backing{id, 0}).first;
+      } catch (...) {
+        fuse_backing_close(fuse_fd_, id);
+        return;
+      }
+    }
+    backing_by_fh_[fh] = key;
+    it->second.handles++;
+    rsp.flags |= proto::kRspBacking;
+    rsp.backing_id = it->second.id;
   } catch (...) {
-    fuse_backing_close(fuse_fd_, id);
-    return;
+    // Out of memory: the open stands without passthrough.
   }
-  rsp.flags |= proto::kRspBacking;
-  rsp.backing_id = id;
 }
 
 void Session::violation(const std::string& reason) {

@@ -111,13 +111,26 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   bool pool_idle();  // nothing of this guest's is on the worker pool
   void detach_fuse();
-  // Called after every successful request. An OPEN/CREATE that asked for it gets its handle's backing file
-  // registered (rsp.backing_id); a RELEASE drops the handle's registration; anything else is left alone.
+  // Called after every successful request. An OPEN/CREATE that asked for it gets its file's backing registration
+  // (rsp.backing_id), shared with the guest's other open handles of that file; a RELEASE drops the handle's share;
+  // anything else is left alone.
   void track_backing(const proto::Request& req, proto::Response& rsp);
+  void register_backing(uint64_t fh, proto::Response& rsp);
 
+  struct BackingKeyHash {
+    size_t operator()(const FileBackend::BackingKey& k) const noexcept {
+      return std::hash<uint64_t>()(k.ino * 0x9e3779b97f4a7c15ULL ^ k.dev ^ (uint64_t{k.exp} << 48));
+    }
+  };
+  // One registration per file: the kernel refuses a second backing file for an inode with passthrough opens.
+  struct Backing {
+    int id = 0;
+    uint32_t handles = 0;
+  };
   std::mutex fuse_mu_;
   int fuse_fd_ = -1;
-  std::unordered_map<uint64_t, int> backing_by_fh_;
+  std::unordered_map<FileBackend::BackingKey, Backing, BackingKeyHash> backing_;
+  std::unordered_map<uint64_t, FileBackend::BackingKey> backing_by_fh_;
 
   std::thread thread_;
   ViolationFn on_violation_;

@@ -22,8 +22,8 @@ const O_RDONLY = 0;
 const O_RDWR = 2;
 
 /** WALK to `name` and OPEN it with `flags`, asking for a backing file: the handle and what dom0 answered. */
-async function openBacked(guest: RawGuest, name: string, flags: number, want = true): Promise<{ fh: bigint; backing: number | null }> {
-  const walk = await guest.call({ op: Op.WALK, node: 1, name1: name });
+async function openBacked(guest: RawGuest, name: string, flags: number, want = true, root = 1): Promise<{ fh: bigint; backing: number | null }> {
+  const walk = await guest.call({ op: Op.WALK, node: root, name1: name });
   assert.equal(walk.status, 0, `WALK ${name}`);
   const node = walk.slot.readBigUInt64LE(RspOff.NODE);
   const open = await guest.call({ op: Op.OPEN, node, arg32a: flags, flags: want ? RequestFlag.WANT_BACKING : 0 });
@@ -32,16 +32,22 @@ async function openBacked(guest: RawGuest, name: string, flags: number, want = t
   return { fh: open.slot.readBigUInt64LE(RspOff.FH), backing: backed ? open.slot.readInt32LE(RspOff.BACKING_ID) : null };
 }
 
+// Export 2 is read-only: what the guest may only read is registered through a read-only mount.
+const PUB = 2;
+
 test('dom0 registers backing files at OPEN: read-only ones cannot be written through, writable ones can, and data bypasses the front end', async (t) => {
   // dom0 runs in this process (its engine threads serve the ring; the mount is served by the child below), so
   // the test can read its per-guest counters.
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuse-backing-'));
   const home = path.join(scratch, 'home');
   fs.mkdirSync(home);
-  fs.writeFileSync(path.join(home, 'ro'), 'read-only contents');
+  fs.mkdirSync(path.join(scratch, 'pub'));
+  fs.writeFileSync(path.join(scratch, 'pub', 'ro'), 'read-only contents');
   fs.writeFileSync(path.join(home, 'rw'), 'writable contents');
   const server = new XenfsServer(parseConfig({
-    stateDir: 'state', guests: [{ name: 'fb', secret: 's', exports: [{ name: 'home', path: 'home' }] }],
+    stateDir: 'state', guests: [{ name: 'fb', secret: 's', exports: [
+      { name: 'home', path: 'home' }, { name: 'pub', path: 'pub', readOnly: true },
+    ] }],
   }, path.join(scratch, 'xenfs.json')), silentLogger);
   server.start();
   const backingFiles = (): number | undefined => server.guestStats('fb')?.backingFiles;
@@ -58,20 +64,26 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   if (!conn.passthrough) {
     // Not this kernel: without passthrough dom0 must not hand out backing ids, and opens still work.
     const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
-    assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
+    assert.equal((await openBacked(guest, 'ro', O_RDONLY, true, PUB)).backing, null);
     guest.close();
     return;
   }
   const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
   // Before attaching, there is nothing to register on: the open stands without a backing id.
-  assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
+  assert.equal((await openBacked(guest, 'ro', O_RDONLY, true, PUB)).backing, null);
   assert.equal((await guest.fuseAttach([conn.fd])).ok, true);
-  const ro = await openBacked(guest, 'ro', O_RDONLY);
+  const ro = await openBacked(guest, 'ro', O_RDONLY, true, PUB);
+  // A read-only open of a file the guest may write shares one registration with the file's writable opens: the
+  // kernel takes one backing file per inode.
+  const rwReader = await openBacked(guest, 'rw', O_RDONLY);
   const rw = await openBacked(guest, 'rw', O_RDWR);
-  assert.equal((await openBacked(guest, 'ro', O_RDONLY, false)).backing, null, 'only when asked');
-  assert.ok(ro.backing !== null && ro.backing > 0, 'a backing id for the read-only open');
+  assert.equal((await openBacked(guest, 'ro', O_RDONLY, false, PUB)).backing, null, 'only when asked');
+  assert.ok(ro.backing !== null && ro.backing > 0, 'a backing id for the read-only file');
   assert.ok(rw.backing !== null && rw.backing > 0 && rw.backing !== ro.backing, 'another for the writable one');
+  assert.equal(rwReader.backing, rw.backing, 'one registration per file');
   assert.equal(backingFiles(), 2);
+  assert.equal((await guest.call({ op: Op.RELEASE, fh: rwReader.fh })).status, 0);
+  assert.equal(backingFiles(), 2, 'the registration stays while another handle uses it');
 
   // The guest front end: files `ro` and `rw` backed by those ids, and `evil`, a writable name it backs with the
   // read-only id on purpose.
@@ -101,7 +113,7 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
       return true;
     });
   }
-  assert.equal(fs.readFileSync(path.join(home, 'ro'), 'utf8'), 'read-only contents', 'dom0\'s file is unchanged');
+  assert.equal(fs.readFileSync(path.join(scratch, 'pub', 'ro'), 'utf8'), 'read-only contents', 'dom0\'s file is unchanged');
 
   double.kill('SIGKILL');
   await exited;
