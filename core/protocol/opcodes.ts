@@ -94,6 +94,8 @@ export const ResponseFlag = {
   /** `backing_id` holds the FUSE backing id registered for this handle. */
   BACKING: 1,
 } as const;
+/** READDIR arg32a: list '.' and '..' as well. */
+export const READDIR_DOTS = 1;
 /** WALK arg32a: attributes only, no node kept (nothing to FORGET). */
 export const WALK_PEEK = 1;
 

@@ -31,8 +31,15 @@ int finish_readdir(const SpanWriter& out, bool eof, proto::Response& r) {
   return 0;
 }
 
+// What READDIR does with '.' and '..': left out, unless the guest asked for them (READDIR_DOTS); at an export's
+// root '..' then names the root itself, as at a filesystem's root, so no host inode beyond the export shows.
+struct Dots {
+  bool include = false;
+  uint64_t dotdot_ino = 0;  // when not 0, '..''s inode number
+};
+
 // Appends the records of one getdents64 batch; false when the next one does not fit.
-bool emit_dirents(const char* buf, size_t n, SpanWriter& out) {
+bool emit_dirents(const char* buf, size_t n, SpanWriter& out, const Dots& dots) {
   constexpr size_t kNameOff = offsetof(struct dirent64, d_name);
   for (size_t pos = 0; pos + kNameOff <= n;) {
     struct dirent64 d;
@@ -41,11 +48,12 @@ bool emit_dirents(const char* buf, size_t n, SpanWriter& out) {
     const char* name = buf + pos + kNameOff;
     const size_t len = strnlen(name, d.d_reclen - kNameOff);
     pos += d.d_reclen;
-    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) continue;
+    const bool dotdot = len == 2 && name[0] == '.' && name[1] == '.';
+    if ((dotdot || (len == 1 && name[0] == '.')) && !dots.include) continue;
     const size_t padded = (len + 7) & ~size_t{7};
     if (sizeof(proto::DirentHeader) + padded > out.room()) return false;
     proto::DirentHeader hdr{};
-    hdr.ino = d.d_ino;
+    hdr.ino = dotdot && dots.dotdot_ino ? dots.dotdot_ino : d.d_ino;
     hdr.next = static_cast<uint64_t>(d.d_off);
     hdr.namelen = static_cast<uint16_t>(len);
     hdr.type = d.d_type;
@@ -78,6 +86,16 @@ int ExportBackend::readdir(const Call& c, proto::Response& r) {
   if (int e = handle(c.req.fh, h)) return e;
   if (!h->dir) return -ENOTDIR;
   if (c.req.offset > static_cast<uint64_t>(INT64_MAX)) return -EINVAL;
+  if (c.req.arg32a & ~proto::kReaddirDots) return -EINVAL;
+  Dots dots;
+  if (c.req.arg32a & proto::kReaddirDots) {
+    dots.include = true;
+    NodeRef root;
+    struct stat self, top;
+    if (node(uint64_t{h->exp} + 1, root) == 0 && stat_fd(h->fd, self) == 0 && stat_fd(root.fdn(), top) == 0 &&
+        self.st_dev == top.st_dev && self.st_ino == top.st_ino)
+      dots.dotdot_ino = self.st_ino;
+  }
   std::lock_guard lock(h->dir_mu);
   if (lseek(h->fd, static_cast<off_t>(c.req.offset), SEEK_SET) < 0) return neg_errno();
   SpanWriter out(c.out, c.req.len);
@@ -90,7 +108,7 @@ int ExportBackend::readdir(const Call& c, proto::Response& r) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return out.written() ? finish_readdir(out, false, r) : neg_errno();
     if (n == 0) return finish_readdir(out, true, r);
-    if (!emit_dirents(buf, static_cast<size_t>(n), out))
+    if (!emit_dirents(buf, static_cast<size_t>(n), out, dots))
       return out.written() ? finish_readdir(out, false, r) : -EINVAL;  // not even one record fits
   }
 }

@@ -49,6 +49,8 @@ enum SetattrValid : uint32_t {
 };
 
 constexpr uint32_t kReaddirEof = 1;
+// READDIR arg32a: list '.' and '..' too (the FUSE front end passes the listing to the kernel as it is).
+constexpr uint32_t kReaddirDots = 1;
 // WALK arg32a: answer the attributes only, keeping no node (no FORGET owed): a stat in one round trip.
 constexpr uint32_t kWalkPeek = 1;
 
