@@ -16,6 +16,8 @@
         "native/src/front-ring.cpp",
         "native/src/fuse-binding.cpp",
         "native/src/fuse-channel.cpp",
+        "native/src/fuse-frontend.cpp",
+        "native/src/fuse-frontend-binding.cpp",
         "native/src/grant-binding.cpp",
         "native/src/grant-table.cpp",
         "native/src/guest-memory.cpp",

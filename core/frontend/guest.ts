@@ -12,7 +12,7 @@ import {
   type XenbusStateName,
 } from '../protocol/control.ts';
 import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
-import { GuestRing, type GuestRingOptions } from '../ring/guest-ring.ts';
+import { GuestRing, type GuestRingOptions, type RingHandover } from '../ring/guest-ring.ts';
 import { ControlConnection, closeFd, type ControlMessage } from '../xen/control-socket.ts';
 import { ReconnectingTransport } from './reconnecting-transport.ts';
 import { RingTransport } from './ring-transport.ts';
@@ -38,6 +38,24 @@ export interface GuestOptions {
   waitMs?: number;
   /** Handshake deadline, ms (default 5000). */
   handshakeMs?: number;
+  /**
+   * Set by a front end that serves the ring itself (the native FUSE front end): called on every connection, after
+   * the welcome and before Connected, with the ring to take over. `fs()` is then unusable on this guest. A
+   * rejection fails the connection attempt.
+   */
+  takeOver?: (conn: TakenConnection) => Promise<void>;
+}
+
+/** What a connection offers the front end that takes its ring over. */
+export interface TakenConnection {
+  welcome: Welcome;
+  /** The ring, handed over: the receiver owns the descriptors. */
+  handOver(): RingHandover;
+  /**
+   * Hands dom0 this guest's FUSE connection (`fuse-attach`), mounted on export root `root`: dom0 then registers
+   * backing files on it and pushes invalidations through it. Rejects with dom0's refusal.
+   */
+  attachFuse(fd: number, root: number): Promise<void>;
 }
 
 interface GuestEvents {
@@ -151,13 +169,15 @@ export class Guest extends EventEmitter<GuestEvents> {
       this.#setState('Initialised');
       const reply = decodeWelcome((await inbox.next()).body);
       if (reply.type === 'error') throw new XenfsError('XENFS_ERR_PROTOCOL', `dom0 refused: ${reply.message}`);
+      if (this.options.takeOver) await this.#handOver(reply, ring, conn, inbox);
       inbox.stop();
       const transport = ring ? new RingTransport(ring, `ring:${this.options.domain}`) : await this.#openStream(reply);
       this.#welcome = reply;
       this.#control = conn;
       conn.on('close', () => this.#lost(transport));
       conn.on('message', (m) => this.#onMessage(m));
-      this.transport.attach(transport);
+      // A ring taken over is served elsewhere: calls through fs() wait for a transport that never comes.
+      if (!this.options.takeOver) this.transport.attach(transport);
       this.#connections++;
       this.#setState('Connected');
     } catch (err) {
@@ -165,6 +185,29 @@ export class Guest extends EventEmitter<GuestEvents> {
       conn.close();
       throw err;
     }
+  }
+
+  async #handOver(welcome: Welcome, ring: GuestRing | null, conn: ControlConnection, inbox: Inbox): Promise<void> {
+    const takeOver = this.options.takeOver as NonNullable<GuestOptions['takeOver']>;
+    if (!ring) throw new XenfsError('XENFS_ERR_CONFIG', 'a front end that takes the ring over needs the ring transport');
+    if ((welcome.features & Feature.PERSISTENT_GRANTS) === 0) {
+      throw new XenfsError('XENFS_ERR_PROTOCOL', 'dom0 did not agree to persistent grants, which a ring taken over needs');
+    }
+    await takeOver({
+      welcome,
+      handOver: () => ring.handOver(),
+      attachFuse: async (fd, root) => {
+        conn.send({ type: 'fuse-attach', root }, [fd]);
+        for (;;) {
+          const m = await inbox.next();
+          for (const x of m.fds) closeFd(x);
+          const body = m.body as { type?: unknown; ok?: unknown; code?: unknown; message?: unknown } | null;
+          if (body?.type !== 'fuse-attach') continue;
+          if (body.ok === true) return;
+          throw new XenfsError('XENFS_ERR_PROTOCOL', `dom0 refused the FUSE connection: ${String(body.code)} ${String(body.message)}`);
+        }
+      },
+    });
   }
 
   async #openStream(w: Welcome): Promise<Transport> {

@@ -1,6 +1,8 @@
 // The guest's side of one shared-ring connection: its memory laid out as grant table, ring and per-request data
 // buffers, the event channel, and the request loop. Bytes in, bytes out: it knows slots, grants and
 // notifications, not what the requests mean (beyond where the segment fields sit).
+import { DisconnectedError } from '../errors.ts';
+import { dupFd } from '../xen/control-socket.ts';
 import { PAGE_SIZE } from '../xen/memory.ts';
 import { FrontRing } from '../xen/shared-ring.ts';
 import { emulated, type DomainPages, type EventPort, type GuestPlatform, type Granter, type RingFront } from '../xen/platform.ts';
@@ -32,6 +34,23 @@ export interface GuestRingSetup {
   grantTable: { offset: number; entries: number };
   ringRefs: number[];
   ringSlots: number;
+}
+
+/**
+ * A ring handed over to a front end that serves it outside JavaScript (the native FUSE front end): where it lies in
+ * the guest's memory and duplicates of the descriptors that reach it, which the receiver owns and closes.
+ */
+export interface RingHandover {
+  memFd: number;
+  memPages: number;
+  ringOffset: number;
+  slots: number;
+  /** Page of tag 0's data buffer; tag t's 32 pages follow at dataFrame0 + 32 t. */
+  dataFrame0: number;
+  /** Grant reference of that page: the data pages were granted once, persistently, in the same order. */
+  dataRef0: number;
+  rxFd: number;
+  txFd: number;
 }
 
 export interface RingReply {
@@ -70,6 +89,8 @@ export class GuestRing {
   readonly #ring: RingFront;
   readonly #evtchn: EventPort;
   readonly #remoteFds: number[];
+  readonly #localFds: number[];
+  readonly #ringOffset: number;
   readonly #dataFrame0: number;
   readonly #dataRef0: number;
   readonly #freeTags: number[] = [];
@@ -99,6 +120,7 @@ export class GuestRing {
     this.#grants = platform.granter(this.memory, 0, entries);
     const ringOffset = tablePages * PAGE_SIZE;
     this.#ring = platform.frontRing(this.memory, ringOffset, slots);
+    this.#ringOffset = ringOffset;
     // The ring's own pages are granted like any other: refs 0..ringPages-1.
     const ringRefs: number[] = [];
     for (let i = 0; i < ringPages; i++) {
@@ -122,6 +144,7 @@ export class GuestRing {
     const chan = platform.eventChannel();
     this.#evtchn = chan.port;
     this.#remoteFds = chan.remote;
+    this.#localFds = chan.local;
     this.#evtchn.bind(() => this.#drain());
     this.setup = { memPages, grantTable: { offset: 0, entries }, ringRefs, ringSlots: slots };
   }
@@ -164,6 +187,26 @@ export class GuestRing {
     this.#pending.clear();
     for (const q of this.#queue.splice(0)) q.reject(reason);
     this.memory.close();
+  }
+
+  /**
+   * Gives the ring up to a front end outside JavaScript: nothing may be in flight. The caller gets duplicates of
+   * the descriptors; this object is closed (its calls fail) and stops watching the event channel, whose
+   * notifications are the new owner's from now on.
+   */
+  handOver(): RingHandover {
+    if (this.#closed) throw this.#closed;
+    if (this.#pending.size > 0 || this.#queue.length > 0) throw new Error('a ring with requests in flight cannot be handed over');
+    // Only persistently granted pages can be used without this object's grant table bookkeeping.
+    if (!this.persistent) throw new Error('only a ring with persistent grants can be handed over');
+    const [rx, tx] = this.#localFds as [number, number];
+    const h: RingHandover = {
+      memFd: dupFd(this.memory.fd), memPages: this.memory.pages, ringOffset: this.#ringOffset,
+      slots: this.setup.ringSlots, dataFrame0: this.#dataFrame0, dataRef0: this.#dataRef0,
+      rxFd: dupFd(rx), txFd: dupFd(tx),
+    };
+    this.close(new DisconnectedError('the ring was handed to the native front end'));
+    return h;
   }
 
   #pump(): void {

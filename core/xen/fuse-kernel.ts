@@ -26,6 +26,8 @@ export interface FuseProbeOptions {
   passthrough?: boolean;
   /** Also register this file as a backing file, and drop it again. */
   backingFile?: string;
+  /** The largest write the kernel may send in one request (default 1 MiB). */
+  maxWrite?: number;
 }
 
 /**
@@ -79,4 +81,9 @@ export function openFuseConnection(dir: string, opts: Omit<FuseProbeOptions, 'ba
 /** True when `fd` is an open /dev/fuse: checked before dom0 trusts a descriptor a guest passed it. */
 export function isFuseDevice(fd: number): boolean {
   return native.fuseDeviceCheck(fd) === 0;
+}
+
+/** Lazily detaches whatever is mounted at `dir` (umount2 MNT_DETACH): 0 or the errno. */
+export function detachMount(dir: string): number {
+  return native.fuseDetach(dir);
 }

@@ -108,11 +108,54 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   dupFd(fd: number): number;
   createEventFd(): number;
-  fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string; keep?: boolean }): NativeFuseProbe;
+  fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string; keep?: boolean;
+    maxWrite?: number }): NativeFuseProbe;
+  FuseFrontend: new (options: NativeFrontendOptions, onExit: (errno: number, why: string) => void) => NativeFuseFrontend;
   /** umount2(dir, MNT_DETACH): 0 or errno. */
   fuseDetach(dir: string): number;
   /** 0 when the descriptor is /dev/fuse, else the errno saying why not (ENODEV for another file). */
   fuseDeviceCheck(fd: number): number;
+}
+
+export interface NativeFrontendOptions {
+  fd: number;
+  passthrough: boolean;
+  maxWrite?: number;
+  entryTimeoutMs?: number;
+  attrTimeoutMs?: number;
+  waitMs?: number;
+  pollMicros?: number;
+}
+
+export interface NativeRingLink {
+  memFd: number;
+  memPages: number;
+  ringOffset: number;
+  slots: number;
+  dataFrame0: number;
+  dataRef0: number;
+  rxFd: number;
+  txFd: number;
+  root: number;
+}
+
+export interface NativeFrontendStats {
+  requests: number;
+  forwarded: number;
+  dataRequests: number;
+  passthroughOpens: number;
+  directOpens: number;
+  failedDisconnected: number;
+  attaches: number;
+  inFlight: number;
+  attached: boolean;
+}
+
+export interface NativeFuseFrontend {
+  attach(link: NativeRingLink): void;
+  detach(): void;
+  stop(): void;
+  stats(): NativeFrontendStats | null;
 }
 
 export interface NativeFuseProbe {

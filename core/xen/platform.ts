@@ -46,8 +46,11 @@ export interface RingFront {
 export interface GuestPlatform {
   allocate(pages: number, name: string): DomainPages;
   granter(memory: DomainPages, tableOffset: number, entries: number): Granter;
-  /** A fresh unbound channel: our port, and what dom0 needs to bind the other end (descriptors here). */
-  eventChannel(): { port: EventPort; remote: number[] };
+  /**
+   * A fresh unbound channel: our port, what dom0 needs to bind the other end (descriptors here), and our own end's
+   * [rx, tx] descriptors, owned by the port, for a front end that serves the ring outside JavaScript.
+   */
+  eventChannel(): { port: EventPort; remote: number[]; local: number[] };
   frontRing(memory: DomainPages, offset: number, slots: number): RingFront;
 }
 
@@ -56,7 +59,7 @@ export const emulated: GuestPlatform = {
   granter: (memory, offset, entries) => new GrantTable(asEmulated(memory), offset, entries),
   eventChannel: () => {
     const { local, remote }: { local: EventChannelFds; remote: EventChannelFds } = EventChannel.allocatePair();
-    return { port: new EventChannel(local), remote: [remote.rx, remote.tx] };
+    return { port: new EventChannel(local), remote: [remote.rx, remote.tx], local: [local.rx, local.tx] };
   },
   frontRing: (memory, offset, slots) => new FrontRing(asEmulated(memory), offset, slots),
 };

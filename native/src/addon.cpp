@@ -6,6 +6,7 @@
 #include "event-channel.hpp"
 #include "front-ring.hpp"
 #include "fuse-binding.hpp"
+#include "fuse-frontend-binding.hpp"
 #include "grant-binding.hpp"
 #include "guest-memory.hpp"
 
@@ -19,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("FrontRing", xenfs::FrontRing::Define(env));
   exports.Set("FdWatcher", xenfs::FdWatcher::Define(env));
   exports.Set("Engine", xenfs::Engine::Define(env));
+  exports.Set("FuseFrontend", xenfs::FuseFrontendHandle::Define(env));
   exports.Set("configureWorkers", Napi::Function::New(env, xenfs::ConfigureWorkers));
   xenfs::define_control_socket(env, exports);
   xenfs::define_fuse(env, exports);

@@ -53,10 +53,16 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
   if (rc < 0) throw errno_error(env, -rc, why);
   pm.mounted = true;
   bool want_passthrough = !opts.Has("passthrough") || opts.Get("passthrough").ToBoolean();
-  uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS |
+  // ATOMIC_O_TRUNC: O_TRUNC travels with the OPEN that dom0 checks, instead of as a separate SETATTR.
+  uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_ATOMIC_O_TRUNC |
                     (want_passthrough ? fusek::kPassthrough : 0);
+  uint32_t max_write = 1u << 20;
+  if (opts.Has("maxWrite") && opts.Get("maxWrite").IsNumber()) {
+    max_write = opts.Get("maxWrite").As<Napi::Number>().Uint32Value();
+    if (max_write < 4096 || max_write > (1u << 20)) throw Napi::RangeError::New(env, "fuseProbe: maxWrite must be 4096..1 MiB");
+  }
   FuseNegotiated neg;
-  rc = fuse_negotiate(pm.fd, wanted, 1u << 20, neg, why);
+  rc = fuse_negotiate(pm.fd, wanted, max_write, neg, why);
   if (rc < 0) throw errno_error(env, -rc, why);
 
   Napi::Object out = Napi::Object::New(env);

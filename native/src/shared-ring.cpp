@@ -17,6 +17,15 @@ void FrontRingCore::init() {
   full_barrier();
 }
 
+bool FrontRingCore::resume() {
+  uint32_t req = idx_->req_prod.load(std::memory_order_acquire);
+  uint32_t rsp = idx_->rsp_prod.load(std::memory_order_acquire);
+  if (req != rsp) return false;
+  req_prod_pvt_ = req;
+  rsp_cons_ = rsp;
+  return true;
+}
+
 bool FrontRingCore::push_requests() {
   uint32_t old_prod = idx_->req_prod.load(std::memory_order_relaxed);
   uint32_t new_prod = req_prod_pvt_;

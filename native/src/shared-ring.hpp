@@ -29,6 +29,9 @@ class FrontRingCore {
       slots_(base + proto::kRingHeaderSize), size_(slots) {}
   // SHARED_RING_INIT + FRONT_RING_INIT.
   void init();
+  // Takes over a ring another front end initialised and left idle (every request answered): the private
+  // indices resume from the shared ones. False when requests are still outstanding there.
+  bool resume();
   uint32_t free_requests() const { return size_ - (req_prod_pvt_ - rsp_cons_); }
   uint8_t* request_slot() { return slots_ + size_t{req_prod_pvt_ & (size_ - 1)} * proto::kSlotSize; }
   void advance_request() { req_prod_pvt_++; }
