@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   XENFS_ERR_LIMIT: 'A named, configurable limit was exceeded (limit).',
   XENFS_ERR_CONFIG: 'A configuration value is missing or invalid (file, key).',
   XENFS_ERR_SANDBOX: 'A sandboxed guest could not be set up (namespaces, its root, or its workload).',
+  XENFS_ERR_UNSUPPORTED: 'The running kernel lacks what a requested feature needs (FUSE passthrough for the native front end).',
 } as const;
 
 export type XenfsErrorCode = keyof typeof ERROR_CODES;

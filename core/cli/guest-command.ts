@@ -7,14 +7,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { XenfsError } from '../errors.ts';
-import { FuseMount, MAX_NAME_CACHE_MS, type FuseCacheMode } from '../frontend/fuse-mount.ts';
-import { Guest } from '../frontend/guest.ts';
+import { MAX_NAME_CACHE_MS, type FuseCacheMode } from '../frontend/fuse-mount.ts';
+import type { GuestOptions } from '../frontend/guest.ts';
+import { mountExport, type FrontendChoice, type MountedExport } from '../frontend/mount.ts';
 import { buildRoot, enterNamespaces, makeRootDir, runWorkload } from '../frontend/sandbox.ts';
 import { fileURLToPath } from 'node:url';
 import { stderrLogger } from '../util/log.ts';
 
 export const GUEST_USAGE = 'usage: xenfs guest NAME --mount DIR [--export NAME] [--control PATH] '
   + '[--secret-file FILE] [--wait-ms N] [--cache none|auto] [--name-cache-ms N] '
+  + '[--frontend auto|native|fuse-native] [--no-passthrough] '
   + '[--sandbox [--workload-uid N] -- CMD [ARGS...]]'
   + '   (secret: --secret-file, or env XENFS_SECRET)';
 
@@ -34,6 +36,13 @@ export interface GuestArgs {
   cache: FuseCacheMode | undefined;
   /** --name-cache-ms, when given (see FuseMountOptions.nameCacheMs). */
   nameCacheMs: number | undefined;
+  /**
+   * Which front end serves the mount. 'auto' (default): the native one when the kernel agrees to passthrough,
+   * else fuse-native.
+   */
+  frontend: FrontendChoice;
+  /** --no-passthrough: do not ask the kernel for passthrough (as on a kernel without it). */
+  passthrough: boolean;
   /** Run `command` isolated as a VM would be (own namespaces, private root, unprivileged), mount inside. */
   sandbox: { command: string[]; uid: number; inside: boolean; root: string | undefined } | null;
 }
@@ -61,6 +70,8 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'wait-ms': { type: 'string' },
         cache: { type: 'string' },
         'name-cache-ms': { type: 'string' },
+        frontend: { type: 'string' },
+        'no-passthrough': { type: 'boolean' },
         sandbox: { type: 'boolean' },
         'workload-uid': { type: 'string' },
         // Internal: set by the re-executed front end once it runs inside the sandbox's namespaces.
@@ -93,6 +104,10 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (nameCacheMs !== undefined && !(nameCacheMs <= MAX_NAME_CACHE_MS)) {
     usage(`--name-cache-ms must be a whole number of ms in 0..${MAX_NAME_CACHE_MS}, got '${nameText}'`);
   }
+  const frontend = values.frontend ?? 'auto';
+  if (frontend !== 'auto' && frontend !== 'native' && frontend !== 'fuse-native') {
+    usage(`--frontend must be auto, native or fuse-native, got ${frontend}`);
+  }
   let secret: string | undefined;
   const secretFile = values['secret-file'];
   if (secretFile !== undefined) {
@@ -107,42 +122,45 @@ export function parseGuestArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   delete env.XENFS_SECRET;
   return {
     domain, mount: path.resolve(values.mount), exportName: values.export, controlPath: values.control ?? DEFAULT_CONTROL,
-    secret: secret === '' ? undefined : secret, waitMs, cache, nameCacheMs,
+    secret: secret === '' ? undefined : secret, waitMs, cache, nameCacheMs, frontend,
+    passthrough: values['no-passthrough'] !== true,
     sandbox: values.sandbox
       ? { command: extra, uid: workloadUid, inside: values['sandbox-inside'] === true, root: values['sandbox-root'] }
       : null,
   };
 }
 
+function connectOptions(args: GuestArgs): Omit<GuestOptions, 'takeOver'> {
+  return {
+    controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
+    ...(args.secret === undefined ? {} : { secret: args.secret }),
+  };
+}
+
+function mount(args: GuestArgs, dir: string, allowOther: boolean): Promise<MountedExport> {
+  return mountExport(connectOptions(args), dir, {
+    exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, allowOther,
+    frontend: args.frontend, passthrough: args.passthrough, logger: stderrLogger,
+  });
+}
+
 export async function guestCommand(argv: string[]): Promise<void> {
   const args = parseGuestArgs(argv);
   if (args.sandbox) return sandboxed(argv, args);
   const log = stderrLogger;
-  const guest = await Guest.connect({
-    controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
-    ...(args.secret === undefined ? {} : { secret: args.secret }),
-  });
-  let mount: FuseMount;
-  try {
-    mount = await FuseMount.mount(guest, args.mount, {
-      exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, logger: log,
-    });
-  } catch (err) {
-    await guest.close();
-    throw err;
-  }
+  const mounted = await mount(args, args.mount, false);
+  const guest = mounted.guest;
 
   let stopping = false;
   const shutdown = (reason: string, code: number): void => {
     if (stopping) return;
     stopping = true;
-    log.log('info', 'guest front end stopping', { reason, domain: args.domain, mount: mount.dir });
+    log.log('info', 'guest front end stopping', { reason, domain: args.domain, mount: mounted.dir });
     setTimeout(() => {
       log.log('error', 'clean shutdown took too long; exiting', { deadlineMs: SHUTDOWN_DEADLINE_MS });
       process.exit(1);
     }, SHUTDOWN_DEADLINE_MS).unref();
-    mount.unmount()
-      .then(() => guest.close())
+    mounted.close()
       .then(() => process.exit(code), (err: unknown) => {
         log.log('error', 'unmount failed', { error: err instanceof Error ? err.message : String(err) });
         process.exit(1);
@@ -156,8 +174,8 @@ export async function guestCommand(argv: string[]): Promise<void> {
   });
 
   const ready = {
-    type: 'ready', domain: args.domain, export: guest.exportRoot(args.exportName).name, mount: mount.dir,
-    cache: mount.cache, pid: process.pid,
+    type: 'ready', domain: args.domain, export: guest.exportRoot(args.exportName).name, mount: mounted.dir,
+    cache: mounted.cache, frontend: mounted.frontend, passthrough: mounted.passthrough, pid: process.pid,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   process.send?.(ready);
@@ -201,26 +219,18 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const guest = await Guest.connect({
-    controlPath: args.controlPath, domain: args.domain, waitMs: args.waitMs,
-    ...(args.secret === undefined ? {} : { secret: args.secret }),
-  });
   const root = buildRoot(args.mount, box.root);
   let code = 1;
   try {
-    const mount = await FuseMount.mount(guest, root.mountpoint, {
-      exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, logger: stderrLogger,
-      allowOther: true,
-    });
+    const mounted = await mount(args, root.mountpoint, true);
     try {
       code = await runWorkload(root.root, {
         command: box.command, uid: box.uid, gid: box.uid, cwd: args.mount, stop: stop.signal,
       });
     } finally {
-      await mount.unmount();
+      await mounted.close();
     }
   } finally {
-    await guest.close();
     root.cleanup();
   }
   process.exit(code);

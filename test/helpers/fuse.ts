@@ -50,6 +50,10 @@ export interface GuestMountOptions {
   waitMs?: number;
   cache?: 'none' | 'auto';
   nameCacheMs?: number;
+  /** --frontend: the CLI's default (auto) when unset. */
+  frontend?: 'auto' | 'native' | 'fuse-native';
+  /** --no-passthrough when false. */
+  passthrough?: boolean;
   /** How long to wait for the ready line. Default 20 s. */
   readyMs?: number;
 }
@@ -60,6 +64,8 @@ export interface Ready {
   export: string;
   mount: string;
   cache: string;
+  frontend: 'native' | 'fuse-native';
+  passthrough: boolean;
   pid: number;
 }
 
@@ -110,6 +116,8 @@ export class GuestMount {
     if (opts.waitMs !== undefined) args.push('--wait-ms', String(opts.waitMs));
     if (opts.cache !== undefined) args.push('--cache', opts.cache);
     if (opts.nameCacheMs !== undefined) args.push('--name-cache-ms', String(opts.nameCacheMs));
+    if (opts.frontend !== undefined) args.push('--frontend', opts.frontend);
+    if (opts.passthrough === false) args.push('--no-passthrough');
     const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const stderr: string[] = [];
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));

@@ -16,6 +16,11 @@ export interface PosixTarget {
   dir: string;
   /** The same directory as dom0 sees it, when the test can reach it: lets tests build large fixtures fast. */
   hostDir?: string;
+  /**
+   * lchown and lutimes change a symlink itself, as on a local filesystem (the native front end addresses nodes);
+   * otherwise they are refused with ENOTSUP (fuse-native reaches files by path, and would change the target).
+   */
+  symlinkMetadata?: boolean;
   /** Undo what setup did (unmount, stop processes). */
   close(): Promise<void>;
 }
@@ -26,6 +31,8 @@ export interface PosixContext {
   fresh(): Promise<string>;
   /** `mountPath`'s twin in the host directory, if the target has one. */
   hostPath(mountPath: string): string | undefined;
+  /** See PosixTarget.symlinkMetadata. */
+  symlinkMetadata(): boolean;
 }
 
 export function posixSuite(name: string, setup: () => Promise<PosixTarget>): void {
@@ -48,6 +55,7 @@ export function posixSuite(name: string, setup: () => Promise<PosixTarget>): voi
         await fsp.mkdir(dir);
         return dir;
       },
+      symlinkMetadata: () => mounted().symlinkMetadata === true,
       hostPath(mountPath) {
         const t = mounted();
         return t.hostDir === undefined ? undefined : path.join(t.hostDir, path.relative(t.dir, mountPath));
