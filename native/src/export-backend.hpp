@@ -73,6 +73,7 @@ class ExportBackend final : public FileBackend {
   // descriptors they already took until they finish.
   void release_all() override;
   int backing_fd(uint64_t fh) override;
+  int lock_target(uint64_t fh, LockTarget& out) override;
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;

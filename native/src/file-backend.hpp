@@ -79,6 +79,12 @@ struct IdMap {
   }
 };
 
+// The file behind an open handle and how it was opened: what the server-wide lock table needs of a handle.
+struct LockTarget {
+  uint64_t dev = 0, ino = 0;
+  bool readable = false, writable = false;
+};
+
 class FileBackend {
  public:
   virtual ~FileBackend() = default;
@@ -113,6 +119,8 @@ class FileBackend {
   virtual int access(const Call& c, proto::Response& r) = 0;
   virtual int mknod(const Call& c, proto::Response& r) = 0;
 
+  // The file handle `fh` is open on, for locks taken through it (-EBADF for a handle the guest does not hold).
+  virtual int lock_target(uint64_t fh, LockTarget& out) = 0;
   // Called once when the guest goes away: close every node and handle it held.
   // A descriptor to register as the FUSE backing file of handle `fh` (-errno on failure; the caller closes it).
   // The kernel reopens a backing file by its path with the guest's open flags, so a handle the guest may only
