@@ -21,8 +21,10 @@
         "native/src/grant-binding.cpp",
         "native/src/grant-table.cpp",
         "native/src/guest-memory.cpp",
+        "native/src/lock-table.cpp",
         "native/src/request-engine.cpp",
         "native/src/session.cpp",
+        "native/src/session-locks.cpp",
         "native/src/shared-memory.cpp",
         "native/src/shared-ring.cpp",
         "native/src/worker-pool.cpp"

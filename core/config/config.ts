@@ -25,6 +25,10 @@ export interface Limits {
   maxGrantEntries: number;
   /** Microseconds dom0's ring thread polls for more requests before sleeping. */
   spinMicros: number;
+  /** File locks a guest may hold (a range split in two counts twice); ENOLCK beyond. */
+  maxLocks: number;
+  /** Lock requests of a guest waiting to be granted at once; ENOLCK beyond. */
+  maxLockWaiters: number;
 }
 
 export interface ExportConfig {
@@ -134,6 +138,8 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   maxRingSlots: [8, 256],
   maxGrantEntries: [64, 65536],
   spinMicros: [0, 10000],
+  maxLocks: [16, 1 << 20],
+  maxLockWaiters: [1, 65536],
 };
 
 function readLimits(r: Reader, v: unknown, key: string, base: Limits): Limits {

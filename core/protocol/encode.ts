@@ -59,7 +59,7 @@ const STRINGS: Partial<Record<OpCode, readonly StringKind[]>> = {
 export const OUTPUT_OPS: ReadonlySet<number> = new Set([Op.READLINK, Op.READ, Op.READDIR, Op.GETXATTR, Op.LISTXATTR]);
 
 /** Operations that carry `data` in the payload. */
-const DATA_OPS: ReadonlySet<number> = new Set([Op.WRITE, Op.SETXATTR, Op.SETATTR]);
+const DATA_OPS: ReadonlySet<number> = new Set([Op.WRITE, Op.SETXATTR, Op.SETATTR, Op.GETLK, Op.SETLK]);
 
 function checkString(value: WireString, kind: StringKind, op: string): Buffer {
   switch (kind) {

@@ -50,6 +50,7 @@ export const RspOff = {
   GENERATION: 40, // u64
   ATTR: 48, // attr (88)
   STATFS: 48, // statfs (52)
+  LOCK: 48, // FileLock (24): GETLK
 } as const;
 
 /** attr record, relative to its start. */
@@ -99,6 +100,17 @@ export const SetattrOff = {
   MTIME_S: 32, // i64
   SIZE: 40, // u64
 } as const;
+
+/** The FileLock record: GETLK/SETLK's payload and GETLK's reply (FUSE's fuse_file_lock). */
+export const LOCK_PAYLOAD_SIZE = 24;
+export const LockOff = {
+  START: 0, // u64
+  END: 8, // u64, inclusive
+  TYPE: 16, // u32: LockType
+  PID: 20, // u32
+} as const;
+/** The largest file offset (the kernel's OFFSET_MAX): a lock ending there runs to the end of the file. */
+export const OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
 
 /** Readdir record header; the name follows, and the record is padded to DIRENT_ALIGN bytes. */
 export const DIRENT_HEADER_SIZE = 24;

@@ -34,13 +34,19 @@ export const Op = {
   ACCESS: 28,
   MKNOD: 29,
   WALK: 30,
+  /** The first lock that conflicts with the one described (a FileLock payload), or none. */
+  GETLK: 31,
+  /** Set, convert or remove a lock; with LockFlag.WAIT it answers once granted. */
+  SETLK: 32,
+  /** Ends the guest's waiting SETLK whose request id is in arg64 (it answers -EINTR). */
+  INTERRUPT: 33,
 } as const;
 
 export type OpName = keyof typeof Op;
 export type OpCode = (typeof Op)[OpName];
 
 /** One past the highest opcode; the server's dispatch table has this many entries. */
-export const OP_COUNT = 31;
+export const OP_COUNT = 34;
 
 const OP_NAMES = new Map<number, OpName>(
   (Object.entries(Op) as [OpName, OpCode][]).map(([name, code]) => [code, name]),
@@ -100,6 +106,25 @@ export const READDIR_DOTS = 1;
 export const WALK_PEEK = 1;
 
 export const READDIR_EOF = ResponseFlag.READDIR_EOF;
+
+/** GETLK/SETLK arg32a. */
+export const LockFlag = {
+  /** A flock(2) lock: the whole file, in a namespace apart from POSIX and OFD locks. */
+  FLOCK: 1,
+  /** SETLK only: wait until granted (F_SETLKW, a blocking flock). */
+  WAIT: 2,
+} as const;
+
+/** A FileLock's type, as Linux numbers F_RDLCK, F_WRLCK and F_UNLCK. */
+export const LockType = {
+  RDLCK: 0,
+  WRLCK: 1,
+  UNLCK: 2,
+} as const;
+export type LockTypeCode = (typeof LockType)[keyof typeof LockType];
+
+/** RELEASE arg32a: also drop the flock locks of the lock owner in arg64 (FUSE_RELEASE_FLOCK_UNLOCK). */
+export const RELEASE_FLOCK_UNLOCK = 1;
 
 /** RENAME's arg32a, as Linux renameat2(2). */
 export const RenameFlag = {

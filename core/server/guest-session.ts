@@ -50,6 +50,8 @@ export function engineLimits(g: GuestConfig): EngineLimits {
     maxMappedGrants: l.maxMappedGrants,
     maxBytesInFlight: l.maxBytesInFlight,
     spinMicros: l.spinMicros,
+    maxLocks: l.maxLocks,
+    maxLockWaiters: l.maxLockWaiters,
   };
 }
 

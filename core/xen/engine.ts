@@ -17,6 +17,9 @@ export interface EngineLimits {
   maxMappedGrants?: number;
   maxBytesInFlight?: number;
   spinMicros?: number;
+  /** File locks the guest may hold, and its lock requests waiting at once (ENOLCK beyond either). */
+  maxLocks?: number;
+  maxLockWaiters?: number;
 }
 
 export interface IdRange {

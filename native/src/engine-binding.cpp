@@ -100,6 +100,8 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) 
     sl.max_mapped_grants = get_u32(lim, "maxMappedGrants", sl.max_mapped_grants);
     sl.max_bytes_in_flight = get_u32(lim, "maxBytesInFlight", static_cast<uint32_t>(sl.max_bytes_in_flight));
     sl.spin_us = get_u32(lim, "spinMicros", sl.spin_us);
+    sl.locks.max_locks = get_u32(lim, "maxLocks", sl.locks.max_locks);
+    sl.locks.max_waiters = get_u32(lim, "maxLockWaiters", sl.locks.max_waiters);
     uint32_t features = get_u32(o, "features", proto::kAllFeatures) & proto::kAllFeatures;
     std::string transport = o.Get("transport").IsString() ? o.Get("transport").As<Napi::String>().Utf8Value() : "";
     if (o.Has("identity") && o.Get("identity").IsObject()) {

@@ -75,6 +75,7 @@ class ExportBackend final : public FileBackend {
   int backing_key(uint64_t fh, BackingKey& out) override;
   bool may_write(uint64_t fh) override;
   int backing_fd(uint64_t fh, bool writable) override;
+  int lock_target(uint64_t fh, LockTarget& out) override;
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;

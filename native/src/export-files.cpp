@@ -1,5 +1,5 @@
-// ExportBackend, file data: OPEN, CREATE, READ, WRITE, FLUSH, FSYNC, RELEASE and FALLOCATE. See
-// export-backend.hpp for the contract.
+// ExportBackend, file data: OPEN, CREATE, READ, WRITE, FLUSH, FSYNC, RELEASE and FALLOCATE, and the file behind a
+// handle for the lock table. See export-backend.hpp for the contract.
 #include "export-backend.hpp"
 
 #include <fcntl.h>
@@ -191,6 +191,17 @@ int ExportBackend::release(const Call& c, proto::Response&) {
   std::lock_guard lock(handles_mu_);
   if (!handles_.find(c.req.fh)) return -EBADF;
   h = handles_.take(c.req.fh);
+  return 0;
+}
+
+int ExportBackend::lock_target(uint64_t fh, LockTarget& out) {
+  HandleRef h;
+  if (int e = handle(fh, h)) return e;
+  struct stat st;
+  if (fstat(h->fd, &st) < 0) return neg_errno();
+  const int fl = fcntl(h->fd, F_GETFL);
+  if (fl < 0) return neg_errno();
+  out = LockTarget{st.st_dev, st.st_ino, (fl & O_ACCMODE) != O_WRONLY, (fl & O_ACCMODE) != O_RDONLY};
   return 0;
 }
 

@@ -79,6 +79,12 @@ struct IdMap {
   }
 };
 
+// The file behind an open handle and how it was opened: what the server-wide lock table needs of a handle.
+struct LockTarget {
+  uint64_t dev = 0, ino = 0;
+  bool readable = false, writable = false;
+};
+
 class FileBackend {
  public:
   virtual ~FileBackend() = default;
@@ -128,6 +134,8 @@ class FileBackend {
   virtual int backing_key(uint64_t fh, BackingKey& out) = 0;
   virtual bool may_write(uint64_t fh) = 0;
   virtual int backing_fd(uint64_t fh, bool writable) = 0;
+  // The file handle `fh` is open on, for locks taken through it (-EBADF for a handle the guest does not hold).
+  virtual int lock_target(uint64_t fh, LockTarget& out) = 0;
   // Called once when the guest goes away: close every node and handle it held.
   virtual void release_all() = 0;
   // Open handles and nodes, for status and tests.

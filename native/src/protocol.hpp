@@ -31,8 +31,8 @@ enum Op : uint8_t {
   kRead = 8, kWrite = 9, kFlush = 10, kFsync = 11, kRelease = 12, kOpendir = 13, kReaddir = 14,
   kMkdir = 16, kUnlink = 17, kRmdir = 18, kRename = 19, kSymlink = 20, kLink = 21, kStatfs = 22,
   kGetxattr = 23, kSetxattr = 24, kListxattr = 25, kRemovexattr = 26, kFallocate = 27, kAccess = 28,
-  kMknod = 29, kWalk = 30,
-  kOpCount = 31,
+  kMknod = 29, kWalk = 30, kGetlk = 31, kSetlk = 32, kInterrupt = 33,
+  kOpCount = 34,
 };
 
 enum Feature : uint32_t {
@@ -53,6 +53,17 @@ constexpr uint32_t kReaddirEof = 1;
 constexpr uint32_t kReaddirDots = 1;
 // WALK arg32a: answer the attributes only, keeping no node (no FORGET owed): a stat in one round trip.
 constexpr uint32_t kWalkPeek = 1;
+
+// File locks (GETLK, SETLK): the FileLock payload, arg32a flags, and lock types as Linux numbers them.
+constexpr size_t kLockPayload = 24;
+constexpr uint32_t kLkFlock = 1;  // a flock(2) lock: whole file, a namespace apart from POSIX and OFD locks
+constexpr uint32_t kLkWait = 2;   // SETLK only: wait until granted (F_SETLKW, blocking flock)
+constexpr uint32_t kLockRead = 0, kLockWrite = 1, kLockUnlock = 2;  // F_RDLCK, F_WRLCK, F_UNLCK
+// The largest file offset (the kernel's OFFSET_MAX): an end at or past it means "to the end of the file", and
+// replies say so with it, as FUSE's own fuse_file_lock does.
+constexpr uint64_t kOffsetMax = INT64_MAX;
+// RELEASE arg32a: also drop the flock locks of the lock owner in arg64 (FUSE_RELEASE_FLOCK_UNLOCK).
+constexpr uint32_t kReleaseFlockUnlock = 1;
 
 #pragma pack(push, 1)
 struct Request {
@@ -86,6 +97,12 @@ struct Statfs {
   uint32_t bsize, namelen, frsize;
 };
 
+// GETLK/SETLK payload, and GETLK's reply: FUSE's fuse_file_lock. end is inclusive.
+struct FileLock {
+  uint64_t start, end;
+  uint32_t type, pid;
+};
+
 struct Response {
   uint64_t id;
   int32_t status;
@@ -98,6 +115,7 @@ struct Response {
   union {
     Attr attr;
     Statfs statfs;
+    FileLock lock;
   };
   uint8_t rest[kSlotSize - 48 - sizeof(Attr)];
 };
@@ -136,6 +154,8 @@ static_assert(offsetof(Response, attr) == 48, "attr at 48");
 static_assert(sizeof(Attr) == 88, "attr is 88 bytes");
 static_assert(sizeof(Statfs) == 52, "statfs is 52 bytes");
 static_assert(sizeof(SetattrPayload) == kSetattrPayload, "setattr payload is 48 bytes");
+static_assert(sizeof(FileLock) == kLockPayload, "lock payload is 24 bytes");
+static_assert(offsetof(Response, lock) == 48, "a GETLK reply's lock at 48");
 static_assert(sizeof(DirentHeader) == 24, "dirent header is 24 bytes");
 static_assert(sizeof(RingHeader) == kRingHeaderSize, "ring header is 64 bytes");
 

@@ -48,6 +48,10 @@ constexpr std::array<OpSpec, proto::kOpCount> make_table() {
   t[Op::kAccess] = {"access", &B::access, N, N, D0, S, 0, 0};
   t[Op::kMknod] = {"mknod", &B::mknod, NM, N, D0, SI, proto::kFeatMknod, 0};
   t[Op::kWalk] = {"walk", &B::walk, P, N, D0, S, 0, 0};
+  // No backend method: locks belong to the whole server, and the session serves these against its lock table.
+  t[Op::kGetlk] = {"getlk", nullptr, N, N, IN, S, 0, proto::kLockPayload};
+  t[Op::kSetlk] = {"setlk", nullptr, N, N, IN, S, 0, proto::kLockPayload};
+  t[Op::kInterrupt] = {"interrupt", nullptr, N, N, D0, S, 0, 0};
   return t;
 }
 
@@ -94,7 +98,7 @@ IoSpan subspan(const IoSpan& span, size_t skip, size_t len, std::vector<iovec>& 
 }  // namespace
 
 const OpSpec* op_spec(uint8_t op) {
-  if (op >= proto::kOpCount || kTable[op].fn == nullptr) return nullptr;
+  if (op >= proto::kOpCount || kTable[op].name == nullptr) return nullptr;
   return &kTable[op];
 }
 
@@ -165,6 +169,10 @@ size_t copy_from_span(const IoSpan& span, size_t skip, void* dst, size_t n) {
 
 void execute(FileBackend& backend, const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out,
              proto::Response& rsp) {
+  if (!spec.fn) {
+    rsp.status = -ENOSYS;
+    return;
+  }
   size_t names = size_t{req.name1_len} + req.name2_len;
   if (payload.len < req.payload_len) {
     rsp.status = -EFAULT;

@@ -25,7 +25,7 @@ enum class RunOn : uint8_t {
 
 struct OpSpec {
   const char* name;
-  int (FileBackend::*fn)(const Call&, proto::Response&);
+  int (FileBackend::*fn)(const Call&, proto::Response&);  // nullptr: served by the session itself (locks)
   NameKind name1;
   NameKind name2;
   DataDir data;

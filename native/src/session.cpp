@@ -92,6 +92,8 @@ void Session::stop() {
   std::unique_lock<std::mutex> lock(flight_mu_);
   flight_cv_.wait(lock, [this] { return pool_tasks_ == 0; });
   lock.unlock();
+  // Its locks go before its handles, and whoever waited on them is granted; none of its own waits is answered.
+  LockTable::shared().drop_session(this);
   backend_->release_all();
   detach_fuse();
 }
@@ -204,6 +206,7 @@ void Session::dispatch(const proto::Request& req, bool alone, std::vector<uint8_
   const OpSpec* spec = op_spec(req.op);
   int rc = check_header(req, spec, features_);
   if (rc < 0) return answer_error(req, rc);
+  if (serve_locks(req)) return;
   if (spec->run_on == RunOn::kSession) return process(req, *spec, ext);
   if (spec->run_on == RunOn::kSessionIdle && alone && pool_idle()) {
     // A guest working one request at a time (a FUSE front end serving a single application thread) would pay a

@@ -17,6 +17,7 @@
 
 #include "file-backend.hpp"
 #include "grant-table.hpp"
+#include "lock-table.hpp"
 #include "protocol.hpp"
 #include "request-engine.hpp"
 #include "shared-ring.hpp"
@@ -34,6 +35,7 @@ struct SessionLimits {
   // kernel checks permissions and assigns ownership as it would for that user. Off: dom0 acts as itself.
   bool act_as = false;
   uint32_t fs_uid = 0, fs_gid = 0;
+  LockCaps locks;  // file locks held and lock requests waiting (-ENOLCK beyond)
 };
 
 // Takes on a guest's host identity for one filesystem call on this thread, and gives it back.
@@ -111,6 +113,15 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   bool pool_idle();  // nothing of this guest's is on the worker pool
   void detach_fuse();
+  // File locks (session-locks.cpp), on the session's thread before anything else sees the request: GETLK, SETLK
+  // and INTERRUPT are served against the server-wide LockTable (true: answered, or left waiting there); a FLUSH
+  // or RELEASE first drops the locks it lets go of, then goes on as any request (false).
+  bool serve_locks(const proto::Request& req);
+  int lock_op(const proto::Request& req, proto::Response& rsp);
+  void drop_released_locks(const proto::Request& req);
+  // Answers a request that was left waiting, from any thread: through the worker pool, so that whoever granted it
+  // never waits on this guest's transport. Nothing once stop() has begun.
+  void complete_later(uint64_t id, int status);
   // Called after every successful request. An OPEN/CREATE that asked for it gets its file's backing registration
   // (rsp.backing_id), shared with the guest's other open handles of that file; a RELEASE drops the handle's share;
   // anything else is left alone.

@@ -2,8 +2,8 @@
 // library would refuse to encode, and scribble over its own ring and grant table.
 import { ControlConnection, type ControlMessage } from '../../core/xen/control-socket.ts';
 import { GuestRing } from '../../core/ring/guest-ring.ts';
-import { ALL_FEATURES } from '../../core/protocol/opcodes.ts';
-import { ReqOff, SLOT_SIZE } from '../../core/protocol/layout.ts';
+import { ALL_FEATURES, Op } from '../../core/protocol/opcodes.ts';
+import { ReqOff, RspOff, SLOT_SIZE } from '../../core/protocol/layout.ts';
 
 export interface RawReply {
   status: number;
@@ -26,6 +26,8 @@ export interface RawRequest {
   /** Raw bytes of the first and second string, sent as they are (NUL, '/', any length up to the inline area). */
   name1?: Buffer | string;
   name2?: Buffer | string;
+  /** Raw bytes after the strings, inline as well (a lock's FileLock, a setattr payload). */
+  data?: Buffer;
   /** Override the declared lengths, to lie about them. */
   name1Len?: number;
   payloadLen?: number;
@@ -70,9 +72,15 @@ export class RawGuest {
 
   /** Sends a hand-made slot. Strings go inline, unchecked. */
   async call(r: RawRequest): Promise<RawReply> {
+    return this.send(r).reply;
+  }
+
+  /** As call(), and says which id the request went out with: what an INTERRUPT names. */
+  send(r: RawRequest): { id: bigint; reply: Promise<RawReply> } {
     const slot = Buffer.alloc(SLOT_SIZE);
     const n1 = typeof r.name1 === 'string' ? Buffer.from(r.name1) : (r.name1 ?? Buffer.alloc(0));
     const n2 = typeof r.name2 === 'string' ? Buffer.from(r.name2) : (r.name2 ?? Buffer.alloc(0));
+    const data = r.data ?? Buffer.alloc(0);
     slot.writeUInt8(r.op, ReqOff.OP);
     slot.writeUInt16LE(r.flags ?? 0, ReqOff.FLAGS);
     slot.writeBigUInt64LE(BigInt(r.node ?? 0), ReqOff.NODE);
@@ -84,11 +92,28 @@ export class RawGuest {
     slot.writeUInt32LE(r.arg32b ?? 0, ReqOff.ARG32B);
     slot.writeUInt16LE(r.name1Len ?? n1.length, ReqOff.NAME1_LEN);
     slot.writeUInt16LE(n2.length, ReqOff.NAME2_LEN);
-    const inline = Buffer.concat([n1, n2]).subarray(0, SLOT_SIZE - ReqOff.INLINE);
+    const inline = Buffer.concat([n1, n2, data]).subarray(0, SLOT_SIZE - ReqOff.INLINE);
     inline.copy(slot, ReqOff.INLINE);
-    slot.writeUInt32LE(r.payloadLen ?? n1.length + n2.length, ReqOff.PAYLOAD_LEN);
-    const reply = await this.ring.call(slot, null, r.len ?? 0);
-    return { status: reply.slot.readInt32LE(8), len: reply.slot.readUInt32LE(12), slot: reply.slot, data: reply.data };
+    slot.writeUInt32LE(r.payloadLen ?? n1.length + n2.length + data.length, ReqOff.PAYLOAD_LEN);
+    const reply = this.ring.call(slot, null, r.len ?? 0).then((rsp) => ({
+      status: rsp.slot.readInt32LE(8), len: rsp.slot.readUInt32LE(12), slot: rsp.slot, data: rsp.data,
+    }));
+    // The ring numbers a request as it publishes it, at once while it has a free slot.
+    const id = slot.readBigUInt64LE(ReqOff.ID);
+    if (id === 0n) {
+      reply.catch(() => {});
+      throw new Error('the ring is full: the request has no id yet');
+    }
+    return { id, reply };
+  }
+
+  /** WALK to `path` from the first export's root and OPEN it with `flags`: the handle. */
+  async open(path: string, flags: number): Promise<bigint> {
+    const walk = await this.call({ op: Op.WALK, node: 1, name1: path });
+    if (walk.status !== 0) throw new Error(`WALK ${path}: ${walk.status}`);
+    const open = await this.call({ op: Op.OPEN, node: walk.slot.readBigUInt64LE(RspOff.NODE), arg32a: flags });
+    if (open.status !== 0) throw new Error(`OPEN ${path}: ${open.status}`);
+    return open.slot.readBigUInt64LE(RspOff.FH);
   }
 
   /** Sends a fuse-attach carrying `fds` and resolves with dom0's answer. */

@@ -8,6 +8,7 @@ import { encodeDirents, encodeRequest, encodeResponse } from '../../../core/prot
 import { AttrOff, DirentOff, ReqOff, RspOff, SLOT_SIZE, direntSize } from '../../../core/protocol/layout.ts';
 import { DirentType, Op, READDIR_EOF, RequestFlag } from '../../../core/protocol/opcodes.ts';
 import { decodeSetattr, encodeSetattr } from '../../../core/protocol/setattr.ts';
+import { decodeLock, decodeLockReply, encodeLock } from '../../../core/protocol/lock.ts';
 import type { Attr, DirentRecord, StatfsInfo } from '../../../core/protocol/types.ts';
 import { Prng } from '../../helpers/prng.ts';
 
@@ -133,6 +134,8 @@ const DECODERS: Record<string, Decoder> = {
   decodeDirents: (b, rng) => decodeDirents(b, rng.int(4) === 0 ? rng.int(b.length + 16) : b.length),
   decodeRequest: (b, rng) => decodeRequest(b.subarray(0, SLOT_SIZE), rng.int(2) === 0 ? null : b.subarray(SLOT_SIZE)),
   decodeSetattr: (b, rng) => decodeSetattr(b, rng.u32()),
+  decodeLock: (b, rng) => decodeLock(b, rng.int(4) === 0 ? rng.int(b.length + 8) - 4 : 0),
+  decodeLockReply: (b) => decodeLockReply(b),
 };
 
 // Valid encodings to mutate: the fuzzer spends most cases near the shapes decoders accept.
@@ -145,6 +148,9 @@ function seeds(): Buffer[] {
     encodeRequest({ op: Op.RENAME, node: 1, name1: 'a', arg64: 2, name2: 'b' }).slot,
     Buffer.concat([write.slot, write.payload ?? Buffer.alloc(0)]),
     encodeSetattr({ mode: 1, atime: { sec: 5, nsec: 6 } }).payload,
+    encodeLock({ start: 10, end: 20, type: 1, pid: 7 }),
+    Buffer.concat([encodeResponse({ id: 3 }).subarray(0, RspOff.LOCK), encodeLock({ type: 0 }),
+      Buffer.alloc(SLOT_SIZE - RspOff.LOCK - 24)]),
   ];
 }
 

@@ -5,8 +5,10 @@ import { decodeRequest } from '../../../core/protocol/decode.ts';
 import { type RequestSpec, encodeRequest } from '../../../core/protocol/encode.ts';
 import { INLINE_CAPACITY, MAX_DATA, ReqOff, SLOT_SIZE } from '../../../core/protocol/layout.ts';
 import { splitPath, validateName, validatePath, validateTarget } from '../../../core/protocol/names.ts';
-import { Op, OpenFlag, RenameFlag, RequestFlag, SetattrValid, XattrFlag } from '../../../core/protocol/opcodes.ts';
+import { LockFlag, LockType, Op, OpenFlag, RELEASE_FLOCK_UNLOCK, RenameFlag, RequestFlag, SetattrValid, XattrFlag,
+} from '../../../core/protocol/opcodes.ts';
 import { decodeSetattr, encodeSetattr } from '../../../core/protocol/setattr.ts';
+import { encodeLock } from '../../../core/protocol/lock.ts';
 
 const setattr = encodeSetattr({ mode: 0o644, size: 12, mtime: { sec: 1_700_000_000, nsec: 5 }, atime: 'now' });
 
@@ -21,9 +23,9 @@ const SAMPLES: Record<keyof typeof Op, RequestSpec> = {
   CREATE: { op: Op.CREATE, node: 1, name1: 'new', arg32a: OpenFlag.O_CREAT | OpenFlag.O_WRONLY, arg32b: 0o644 },
   READ: { op: Op.READ, fh: 0xdead_beef_cafe_f00dn, offset: 2n ** 40n, len: MAX_DATA },
   WRITE: { op: Op.WRITE, fh: 5, offset: 100, data: Buffer.from('hello') },
-  FLUSH: { op: Op.FLUSH, fh: 5 },
+  FLUSH: { op: Op.FLUSH, fh: 5, arg64: 0xfeed_f00d_dead_beefn },
   FSYNC: { op: Op.FSYNC, fh: 5, arg32a: 1 },
-  RELEASE: { op: Op.RELEASE, fh: 5 },
+  RELEASE: { op: Op.RELEASE, fh: 5, arg64: 77, arg32a: RELEASE_FLOCK_UNLOCK },
   OPENDIR: { op: Op.OPENDIR, node: 1 },
   READDIR: { op: Op.READDIR, fh: 6, offset: 42n, len: 65536 },
   MKDIR: { op: Op.MKDIR, node: 1, name1: 'dir', arg32a: 0o755 },
@@ -41,6 +43,9 @@ const SAMPLES: Record<keyof typeof Op, RequestSpec> = {
   ACCESS: { op: Op.ACCESS, node: 3, arg32a: 4 },
   MKNOD: { op: Op.MKNOD, node: 1, name1: 'fifo', arg32b: 0o10644, arg32a: 0 },
   WALK: { op: Op.WALK, node: 1, name1: 'a/b/c' },
+  GETLK: { op: Op.GETLK, fh: 5, arg64: 77, data: encodeLock({ start: 10, end: 19, type: LockType.WRLCK, pid: 42 }) },
+  SETLK: { op: Op.SETLK, fh: 5, arg64: 77, arg32a: LockFlag.FLOCK | LockFlag.WAIT, data: encodeLock({ type: LockType.RDLCK }) },
+  INTERRUPT: { op: Op.INTERRUPT, arg64: 12345 },
 };
 
 function asBuf(v: string | Uint8Array | undefined): Buffer {

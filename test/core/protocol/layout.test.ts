@@ -4,9 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { INLINE_CAPACITY, INLINE_OFFSET, MAX_DATA, MAX_NAME, MAX_PATH, MAX_SEGS, PAGE_SIZE, RING_HEADER_SIZE,
-  SETATTR_PAYLOAD_SIZE, SLOT_SIZE } from '../../../core/protocol/layout.ts';
-import { ALL_FEATURES, Feature, Op, READDIR_EOF, RequestFlag, ResponseFlag, SetattrValid, WALK_PEEK } from '../../../core/protocol/opcodes.ts';
+import { INLINE_CAPACITY, INLINE_OFFSET, LOCK_PAYLOAD_SIZE, MAX_DATA, MAX_NAME, MAX_PATH, MAX_SEGS, PAGE_SIZE,
+  RING_HEADER_SIZE, SETATTR_PAYLOAD_SIZE, SLOT_SIZE } from '../../../core/protocol/layout.ts';
+import { ALL_FEATURES, Feature, LockFlag, LockType, Op, READDIR_EOF, RELEASE_FLOCK_UNLOCK, RequestFlag, ResponseFlag,
+  SetattrValid, WALK_PEEK } from '../../../core/protocol/opcodes.ts';
 
 const header = fs.readFileSync(new URL('../../../native/src/protocol.hpp', import.meta.url), 'utf8');
 
@@ -27,6 +28,8 @@ test('sizes and offsets agree', () => {
     kInlineOffset: INLINE_OFFSET, kMaxName: MAX_NAME, kMaxPath: MAX_PATH, kSetattrPayload: SETATTR_PAYLOAD_SIZE,
     kFlagPayloadExt: RequestFlag.PAYLOAD_EXT, kFlagWantBacking: RequestFlag.WANT_BACKING,
     kRspBacking: ResponseFlag.BACKING, kReaddirEof: READDIR_EOF, kWalkPeek: WALK_PEEK,
+    kLockPayload: LOCK_PAYLOAD_SIZE, kLkFlock: LockFlag.FLOCK, kLkWait: LockFlag.WAIT, kLockRead: LockType.RDLCK,
+    kLockWrite: LockType.WRLCK, kLockUnlock: LockType.UNLCK, kReleaseFlockUnlock: RELEASE_FLOCK_UNLOCK,
   };
   for (const [name, value] of Object.entries(expect)) assert.equal(k.get(name), value, name);
   assert.equal(INLINE_CAPACITY, SLOT_SIZE - INLINE_OFFSET);
