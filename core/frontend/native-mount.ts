@@ -8,6 +8,7 @@ import { XenfsError } from '../errors.ts';
 import { detachMount, openFuseConnection, type FuseConnection } from '../xen/fuse-kernel.ts';
 import { FuseFrontend, type FrontendStats } from '../xen/fuse-frontend.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
+import type { Welcome } from '../protocol/control.ts';
 import { Guest, type GuestOptions, type TakenConnection } from './guest.ts';
 import { isMountPoint } from './fuse-mount.ts';
 
@@ -61,57 +62,56 @@ export class NativeMount {
     const absolute = path.resolve(dir);
     clearDeadMount(absolute);
     fs.mkdirSync(absolute, { recursive: true });
-    let conn: FuseConnection;
+    // Made at the first connection, when dom0 has said which export this is (the mount's source names it).
+    let served: Served | null = null;
+    const serve = (welcome: Welcome): Served => {
+      if (served) return served;
+      const exp = opts.exportName === undefined ? welcome.exports[0] : welcome.exports.find((e) => e.name === opts.exportName);
+      if (!exp) throw new XenfsError('XENFS_ERR_CONFIG', `no export ${opts.exportName ?? '(any)'} for ${connect.domain}`);
+      const conn = openConnection(absolute, `xenfs:${connect.domain}:${exp.name}`, opts);
+      try {
+        const frontend = new FuseFrontend(conn.fd, {
+          passthrough: conn.passthrough, maxWrite: MAX_WRITE, entryTimeoutMs: opts.entryTimeoutMs ?? 0,
+          attrTimeoutMs: opts.attrTimeoutMs ?? 0, waitMs: connect.waitMs ?? 10_000,
+        });
+        served = { conn, frontend, root: exp.node };
+        return served;
+      } catch (err) {
+        conn.close();
+        throw err;
+      }
+    };
+    const takeOver = async (c: TakenConnection): Promise<void> => {
+      const { conn, frontend, root } = serve(c.welcome);
+      // dom0 must hold the FUSE connection before the first open asks it to register a backing file there.
+      if (conn.passthrough) await c.attachFuse(conn.fd, root);
+      const ring = c.handOver();
+      try {
+        frontend.attach({ ...ring, root });
+      } finally {
+        for (const fd of [ring.memFd, ring.rxFd, ring.txFd]) fs.closeSync(fd);
+      }
+    };
+    let guest: Guest;
     try {
-      conn = openFuseConnection(absolute, {
-        allowOther: opts.allowOther ?? false, passthrough: opts.passthrough ?? true, maxWrite: MAX_WRITE,
-      });
+      guest = await Guest.connect({ ...connect, transport: 'ring', takeOver });
     } catch (err) {
-      if (!opts.requirePassthrough) throw err;
-      throw new XenfsError('XENFS_ERR_UNSUPPORTED', `no FUSE connection for the native front end: ${(err as Error).message}`,
-        { cause: err });
-    }
-    if (opts.requirePassthrough && !conn.passthrough) {
-      conn.close();
-      throw new XenfsError('XENFS_ERR_UNSUPPORTED', `the kernel (FUSE 7.${conn.kernelMinor}) did not agree to passthrough`);
-    }
-    let frontend: FuseFrontend | null = null;
-    try {
-      frontend = new FuseFrontend(conn.fd, {
-        passthrough: conn.passthrough, maxWrite: MAX_WRITE, entryTimeoutMs: opts.entryTimeoutMs ?? 0,
-        attrTimeoutMs: opts.attrTimeoutMs ?? 0, waitMs: connect.waitMs ?? 10_000,
-      });
-      const fe = frontend;
-      const takeOver = async (c: TakenConnection): Promise<void> => {
-        const exp = opts.exportName === undefined ? c.welcome.exports[0] : c.welcome.exports.find((e) => e.name === opts.exportName);
-        if (!exp) throw new XenfsError('XENFS_ERR_CONFIG', `no export ${opts.exportName ?? '(any)'} for ${connect.domain}`);
-        // dom0 must hold the FUSE connection before the first open asks it to register a backing file there.
-        if (conn.passthrough) await c.attachFuse(conn.fd, exp.node);
-        const ring = c.handOver();
-        try {
-          fe.attach({ ...ring, root: exp.node });
-        } finally {
-          for (const fd of [ring.memFd, ring.rxFd, ring.txFd]) fs.closeSync(fd);
-        }
-      };
-      const guest = await Guest.connect({ ...connect, transport: 'ring', takeOver });
-      guest.on('state', (state) => {
-        if (state === 'Closed') fe.detach();
-      });
-      const m = new NativeMount(absolute, guest, conn, fe, logger);
-      void fe.exited.then((e) => {
-        if (!m.#unmounting) logger.log(e.errno ? 'error' : 'warn', 'native front end stopped', { dir: absolute, ...e });
-      });
-      logger.log('info', 'guest export mounted', {
-        dir: absolute, domain: connect.domain, export: guest.exportRoot(opts.exportName).name, frontend: 'native',
-        passthrough: conn.passthrough,
-      });
-      return m;
-    } catch (err) {
-      frontend?.stop();
-      conn.close();
+      stopServing(served);
       throw err;
     }
+    const { conn, frontend } = mustHave(served);
+    guest.on('state', (state) => {
+      if (state === 'Closed') frontend.detach();
+    });
+    const m = new NativeMount(absolute, guest, conn, frontend, logger);
+    void frontend.exited.then((e) => {
+      if (!m.#unmounting) logger.log(e.errno ? 'error' : 'warn', 'native front end stopped', { dir: absolute, ...e });
+    });
+    logger.log('info', 'guest export mounted', {
+      dir: absolute, domain: connect.domain, export: guest.exportRoot(opts.exportName).name, frontend: 'native',
+      passthrough: conn.passthrough,
+    });
+    return m;
   }
 
   /** What the front end's thread has done so far; null once unmounted. */
@@ -134,6 +134,43 @@ export class NativeMount {
     await this.guest.close();
     this.#logger.log('info', 'guest export unmounted', { dir: this.dir });
   }
+}
+
+interface Served {
+  conn: FuseConnection;
+  frontend: FuseFrontend;
+  root: number;
+}
+
+// Through functions: TypeScript cannot see that the connect callback assigned `served`.
+function stopServing(served: Served | null): void {
+  served?.frontend.stop();
+  served?.conn.close();
+}
+
+function mustHave(served: Served | null): Served {
+  if (!served) throw new XenfsError('XENFS_ERR_INTERNAL', 'connected without taking the ring over');
+  return served;
+}
+
+/** Mounts and negotiates; XENFS_ERR_UNSUPPORTED for what auto selection should fall back from. */
+function openConnection(dir: string, fsname: string, opts: NativeMountOptions): FuseConnection {
+  let conn: FuseConnection;
+  try {
+    conn = openFuseConnection(dir, {
+      allowOther: opts.allowOther ?? false, passthrough: opts.passthrough ?? true, maxWrite: MAX_WRITE,
+      fsname: fsname.replace(/[^A-Za-z0-9._:@+-]/g, '_'),
+    });
+  } catch (err) {
+    if (!opts.requirePassthrough) throw err;
+    throw new XenfsError('XENFS_ERR_UNSUPPORTED', `no FUSE connection for the native front end: ${(err as Error).message}`,
+      { cause: err });
+  }
+  if (opts.requirePassthrough && !conn.passthrough) {
+    conn.close();
+    throw new XenfsError('XENFS_ERR_UNSUPPORTED', `the kernel (FUSE 7.${conn.kernelMinor}) did not agree to passthrough`);
+  }
+  return conn;
 }
 
 /**

@@ -28,6 +28,8 @@ export interface FuseProbeOptions {
   backingFile?: string;
   /** The largest write the kernel may send in one request (default 1 MiB). */
   maxWrite?: number;
+  /** The source /proc/mounts shows (default xenfs-probe); no commas. */
+  fsname?: string;
 }
 
 /**

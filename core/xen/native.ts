@@ -109,7 +109,7 @@ export interface NativeAddon {
   dupFd(fd: number): number;
   createEventFd(): number;
   fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string; keep?: boolean;
-    maxWrite?: number }): NativeFuseProbe;
+    maxWrite?: number; fsname?: string }): NativeFuseProbe;
   FuseFrontend: new (options: NativeFrontendOptions, onExit: (errno: number, why: string) => void) => NativeFuseFrontend;
   /** umount2(dir, MNT_DETACH): 0 or errno. */
   fuseDetach(dir: string): number;

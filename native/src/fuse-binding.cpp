@@ -44,6 +44,12 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
   FuseMountSpec spec;
   spec.dir = pm.dir;
   spec.fsname = "xenfs-probe";
+  if (opts.Has("fsname") && opts.Get("fsname").IsString()) {
+    spec.fsname = opts.Get("fsname").As<Napi::String>().Utf8Value();
+    // The kernel splits mount data at commas: a name with one would smuggle in options.
+    if (spec.fsname.empty() || spec.fsname.find_first_of(",\n") != std::string::npos)
+      throw Napi::TypeError::New(env, "fuseProbe: fsname must be non-empty, without commas or newlines");
+  }
   spec.subtype = "xenfs";
   spec.allow_other = opts.Has("allowOther") && opts.Get("allowOther").ToBoolean();
   spec.uid = getuid();
@@ -54,7 +60,9 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
   pm.mounted = true;
   bool want_passthrough = !opts.Has("passthrough") || opts.Get("passthrough").ToBoolean();
   // ATOMIC_O_TRUNC: O_TRUNC travels with the OPEN that dom0 checks, instead of as a separate SETATTR.
+  // POSIX_LOCKS, FLOCK_LOCKS: fcntl and flock locks go to the server (dom0's lock table), not kept in this kernel.
   uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_ATOMIC_O_TRUNC |
+                    FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS |
                     (want_passthrough ? fusek::kPassthrough : 0);
   uint32_t max_write = 1u << 20;
   if (opts.Has("maxWrite") && opts.Get("maxWrite").IsNumber()) {

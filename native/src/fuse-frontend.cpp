@@ -108,6 +108,7 @@ class FrontendLoop {
   std::vector<Pending> pending_;
   std::vector<uint32_t> free_tags_;
   uint64_t next_seq_ = 1;
+  uint32_t lock_waits_ = 0;  // SETLKWs on the ring
   bool notify_ = false;
   // FORGETs the ring had no room for yet (a BATCH_FORGET carries hundreds): node, count.
   std::deque<std::pair<uint64_t, uint64_t>> forgets_;
@@ -210,16 +211,39 @@ void FrontendLoop::set_link(std::unique_ptr<FuseFrontend::Link> link) {
   forgets_.clear();
 }
 
-// The session these requests went to is gone: their handles and nodes with it. The kernel gets EIO, except for
-// RELEASE, whose handle is gone anyway, and FORGET, which has no reply.
+// The session these requests went to is gone, and its nodes and handles with it. RELEASE succeeds (its handle is
+// gone anyway); FORGET and INTERRUPT have no reply. A request about a node gets ESTALE, on which the kernel walks
+// the path again once (LOOKUP_REVAL) and finds the new session's nodes; what names a handle gets EIO.
 void FrontendLoop::fail_in_flight() {
   for (Pending& p : pending_) {
     if (!p.live) continue;
     p.live = false;
-    if (p.opcode == FUSE_FORGET || p.opcode == FUSE_BATCH_FORGET) continue;
-    reply(p.unique, p.opcode == FUSE_RELEASE || p.opcode == FUSE_RELEASEDIR ? 0 : -EIO);
+    switch (p.opcode) {
+      case FUSE_FORGET:
+      case FUSE_BATCH_FORGET:
+      case FUSE_INTERRUPT:
+        break;
+      case FUSE_RELEASE:
+      case FUSE_RELEASEDIR:
+        reply(p.unique, 0);
+        break;
+      case FUSE_READ:
+      case FUSE_WRITE:
+      case FUSE_FLUSH:
+      case FUSE_FSYNC:
+      case FUSE_READDIR:
+      case FUSE_FALLOCATE:
+      case FUSE_GETLK:
+      case FUSE_SETLK:
+      case FUSE_SETLKW:
+        reply(p.unique, -EIO);
+        break;
+      default:
+        reply(p.unique, -ESTALE);
+    }
   }
   c_.in_flight = 0;
+  lock_waits_ = 0;
 }
 
 bool FrontendLoop::read_requests() {
@@ -456,6 +480,10 @@ void FrontendLoop::handle(const In& in) {
       if (!a) return reply_error(in.h->unique, EINVAL);
       rq = begin(in, proto::kRelease, 0);
       rq->fh = a->fh;
+      if (op == FUSE_RELEASE && (a->release_flags & FUSE_RELEASE_FLOCK_UNLOCK)) {
+        rq->arg64 = a->lock_owner;
+        rq->arg32a = proto::kReleaseFlockUnlock;
+      }
       break;
     }
     case FUSE_READDIR: {
@@ -589,9 +617,46 @@ void FrontendLoop::handle(const In& in) {
       rq->arg32a = a->mode;
       break;
     }
-    case FUSE_INTERRUPT:
-      // Nothing a guest asks of dom0 waits long enough to be worth cancelling; the answer comes anyway.
+    case FUSE_GETLK:
+    case FUSE_SETLK:
+    case FUSE_SETLKW: {
+      const auto* a = in.arg<fuse_lk_in>();
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      proto::FileLock lk{};
+      lk.start = a->lk.start;
+      lk.end = a->lk.end;
+      lk.type = a->lk.type;
+      lk.pid = a->lk.pid;
+      // A wait holds its ring slot until dom0 grants it; past half the ring, waiters would starve every other
+      // request of this guest, so the rest are refused as a lock table that is full.
+      if (op == FUSE_SETLKW && lock_waits_ >= link_->slots / 2) return reply_error(in.h->unique, ENOLCK);
+      rq = begin(in, op == FUSE_GETLK ? proto::kGetlk : proto::kSetlk, nid);
+      rq->fh = a->fh;
+      rq->arg64 = a->owner;
+      if (a->lk_flags & FUSE_LK_FLOCK) rq->arg32a |= proto::kLkFlock;
+      if (op == FUSE_SETLKW) {
+        rq->arg32a |= proto::kLkWait;
+        lock_waits_++;
+      }
+      payload(rq, {{&lk, sizeof lk}});
+      break;
+    }
+    case FUSE_INTERRUPT: {
+      // Only a lock wait lasts long enough to cancel; anything else is answered soon anyway. The kernel repeats
+      // an interrupt that found nothing (EAGAIN), so a lost one costs nothing.
+      const auto* a = in.arg<fuse_interrupt_in>();
+      if (!a || free_tags_.empty()) return;
+      for (const Pending& p : pending_) {
+        if (!p.live || p.unique != a->unique || p.opcode != FUSE_SETLKW) continue;
+        Pending self;
+        self.opcode = FUSE_INTERRUPT;
+        rq = begin_raw(proto::kInterrupt, 0, self);
+        rq->arg64 = p.id;
+        publish();
+        return;
+      }
       return;
+    }
     case FUSE_DESTROY:
       exit_why_ = "unmounted";
       return reply(in.h->unique, 0);
@@ -621,10 +686,12 @@ void FrontendLoop::complete(const proto::Response& r) {
   Pending p = pending_[tag];
   pending_[tag].live = false;
   c_.in_flight--;
+  if (p.opcode == FUSE_SETLKW) lock_waits_--;
   uint8_t* data = link_->data(tag);
   // The tag is reusable once this function returns: nothing below issues a request.
   free_tags_.push_back(tag);
-  if (p.opcode == FUSE_FORGET || p.opcode == FUSE_BATCH_FORGET) return;
+  // No FUSE reply is owed for these.
+  if (p.opcode == FUSE_FORGET || p.opcode == FUSE_BATCH_FORGET || p.opcode == FUSE_INTERRUPT) return;
   if (r.status < 0) return reply(p.unique, r.status >= -4095 ? r.status : -EIO);
   const uint32_t len = std::min<uint32_t>(r.len, proto::kMaxData);
   switch (p.opcode) {
@@ -668,6 +735,14 @@ void FrontendLoop::complete(const proto::Response& r) {
     }
     case FUSE_READDIR:
       return reply_readdir(p, r, data);
+    case FUSE_GETLK: {
+      fuse_lk_out o{};
+      o.lk.start = r.lock.start;
+      o.lk.end = r.lock.end;
+      o.lk.type = r.lock.type;
+      o.lk.pid = r.lock.pid;
+      return reply(p.unique, 0, {{&o, sizeof o}});
+    }
     case FUSE_STATFS: {
       fuse_statfs_out o{};
       o.st.blocks = r.statfs.blocks;

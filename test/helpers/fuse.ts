@@ -39,7 +39,7 @@ export function lazyUnmount(dir: string): void {
 }
 
 export interface GuestMountOptions {
-  dom0: Dom0;
+  dom0: Pick<Dom0, 'controlPath'>;
   domain: string;
   /** Handed over in XENFS_SECRET, or in a file with `secretFile: true`. */
   secret: string;

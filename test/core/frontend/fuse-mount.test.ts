@@ -1,4 +1,4 @@
-// The fuse-native front end as a guest runs it: `xenfs guest NAME --mount DIR` in a child process against a real
+// The guest front ends as a guest runs them (fuse-native; what the native one shares is run against both): `xenfs guest NAME --mount DIR` in a child process against a real
 // dom0. Its lifecycle (ready line, clean unmount on SIGTERM and SIGINT, a dead mount cleared by the next start),
 // coherency between two guests sharing one export, dom0 going away and coming back under a live mount, read-only
 // exports and the cached mode. The POSIX behaviour of the mount itself is test/posix/posix.test.ts.
@@ -16,6 +16,7 @@ import { GuestMount, type GuestMountOptions, isMounted, mountLine } from '../../
 import { withFile } from '../../posix/expect.ts';
 
 const SECRET = 'fuse mount secret';
+const FRONTENDS = ['fuse-native', 'native'] as const;
 const MAIN = new URL('../../../core/cli/main.ts', import.meta.url).pathname;
 
 /** A dom0 for this test, removed after it (and after every mount the test registered, which go first). */
@@ -27,8 +28,9 @@ async function dom0For(t: TestContext, config: Record<string, unknown>): Promise
   return { dom0, scope };
 }
 
+/** fuse-native unless a test names its front end: the behaviour both share runs once with each. */
 async function mountGuest(scope: Scope, opts: GuestMountOptions): Promise<GuestMount> {
-  const m = await GuestMount.start(opts);
+  const m = await GuestMount.start({ frontend: 'fuse-native', ...opts });
   scope.defer(() => m.cleanup());
   return m;
 }
@@ -64,93 +66,99 @@ test('mountOptions: a name cache sets the entry timeout in seconds, nothing else
   }
 });
 
-test('ready line, mounted as fuse.xenfs; SIGTERM unmounts and exits 0; the secret never shows in argv', { timeout: 30_000 }, async (t) => {
-  const domain = uniqueName('fm-life');
-  const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain)] });
-  const m = await mountGuest(scope, { dom0, domain, secret: SECRET, secretFile: true });
-  assert.equal(m.ready.type, 'ready');
-  assert.equal(m.ready.domain, domain);
-  assert.equal(m.ready.export, 'home');
-  assert.equal(m.ready.mount, m.dir);
-  const line = mountLine(m.dir);
-  assert.ok(line?.startsWith(`xenfs:${domain}:home ${m.dir} fuse.xenfs `), line);
-  assert.ok(!fs.readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').includes(SECRET), 'the secret is in argv');
-  await fsp.writeFile(path.join(m.dir, 'hello'), 'through the mount');
-  assert.equal(fs.readFileSync(hostPath(dom0, 'home', 'hello'), 'utf8'), 'through the mount');
+for (const frontend of FRONTENDS) {
+  test(`ready line, mounted as fuse.xenfs; SIGTERM unmounts and exits 0; the secret never shows in argv (${frontend})`, { timeout: 30_000 }, async (t) => {
+    const domain = uniqueName('fm-life');
+    const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain)] });
+    const m = await mountGuest(scope, { frontend, dom0, domain, secret: SECRET, secretFile: true });
+    assert.equal(m.ready.type, 'ready');
+    assert.equal(m.ready.domain, domain);
+    assert.equal(m.ready.export, 'home');
+    assert.equal(m.ready.mount, m.dir);
+    const line = mountLine(m.dir);
+    assert.ok(line?.startsWith(`xenfs:${domain}:home ${m.dir} fuse.xenfs `), line);
+    assert.ok(!fs.readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').includes(SECRET), 'the secret is in argv');
+    await fsp.writeFile(path.join(m.dir, 'hello'), 'through the mount');
+    assert.equal(fs.readFileSync(hostPath(dom0, 'home', 'hello'), 'utf8'), 'through the mount');
 
-  assert.deepEqual(await m.stop('SIGTERM'), { code: 0, signal: null });
-  assert.equal(isMounted(m.dir), false, 'still in /proc/mounts after SIGTERM');
-  assert.match(m.logs(), /guest export unmounted/);
-});
-
-test('a killed front end leaves a dead mount; the next start on the same directory clears it', { timeout: 30_000 }, async (t) => {
-  const domain = uniqueName('fm-stale');
-  const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain)] });
-  const first = await mountGuest(scope, { dom0, domain, secret: SECRET });
-  await fsp.writeFile(path.join(first.dir, 'kept'), 'on dom0');
-  await first.stop('SIGKILL');
-  assert.ok(isMounted(first.dir), 'the dead mount is still attached');
-  await assert.rejects(fsp.stat(path.join(first.dir, 'kept')), { code: 'ENOTCONN' });
-
-  const second = await mountGuest(scope, { dom0, domain, secret: SECRET, dir: first.dir });
-  assert.equal(await fsp.readFile(path.join(second.dir, 'kept'), 'utf8'), 'on dom0');
-  assert.equal(mountLine(second.dir)?.split(' ')[1], second.dir);
-  assert.deepEqual(await second.stop('SIGINT'), { code: 0, signal: null });
-  assert.equal(isMounted(second.dir), false, 'still mounted after SIGINT');
-});
-
-test('two guests on one export: each sees the other\'s writes, appends, names and sizes at once', { timeout: 30_000 }, async (t) => {
-  const a = uniqueName('fm-a');
-  const b = uniqueName('fm-b');
-  const shared = [{ name: 'home', path: 'shared' }];
-  const { dom0, scope } = await dom0For(t, { guests: [guestConfig(a, shared), guestConfig(b, shared)] });
-  const [ma, mb] = await Promise.all([
-    mountGuest(scope, { dom0, domain: a, secret: SECRET }), mountGuest(scope, { dom0, domain: b, secret: SECRET }),
-  ]);
-  const inA = (p: string): string => path.join(ma.dir, p);
-  const inB = (p: string): string => path.join(mb.dir, p);
-
-  // Whole-file rewrites, growing and shrinking, read back in B right after A's write returns.
-  for (const text of ['first', 'a longer second version', 'short', '']) {
-    await fsp.writeFile(inA('doc'), text);
-    assert.equal(await fsp.readFile(inB('doc'), 'utf8'), text);
-    assert.equal((await fsp.stat(inB('doc'))).size, Buffer.byteLength(text));
-  }
-  // A descriptor B holds open sees A's later writes: no private page cache on either side.
-  await withFile(inB('doc'), 'r', async (held) => {
-    for (let i = 0; i < 20; i++) {
-      await fsp.writeFile(inA('doc'), `version ${i}`);
-      const buf = Buffer.alloc(64);
-      const { bytesRead } = await held.read(buf, 0, 64, 0);
-      assert.equal(buf.toString('utf8', 0, bytesRead), `version ${i}`);
-    }
+    assert.deepEqual(await m.stop('SIGTERM'), { code: 0, signal: null });
+    assert.equal(isMounted(m.dir), false, 'still in /proc/mounts after SIGTERM');
+    assert.match(m.logs(), /guest export unmounted/);
   });
-  // O_APPEND from both guests interleaves without either overwriting the other: dom0 appends at its true end.
-  // (The file exists first: two guests creating one name at the same instant is the race fuse-ops.ts describes.)
-  await fsp.writeFile(inA('log'), '');
-  await withFile(inA('log'), 'a', (la) => withFile(inB('log'), 'a', async (lb) => {
-    for (let i = 0; i < 10; i++) {
-      await la.write(`A${i};`);
-      await lb.write(`B${i};`);
+}
+
+for (const frontend of FRONTENDS) {
+  test(`a killed front end leaves a dead mount; the next start on the same directory clears it (${frontend})`, { timeout: 30_000 }, async (t) => {
+    const domain = uniqueName('fm-stale');
+    const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain)] });
+    const first = await mountGuest(scope, { frontend, dom0, domain, secret: SECRET });
+    await fsp.writeFile(path.join(first.dir, 'kept'), 'on dom0');
+    await first.stop('SIGKILL');
+    assert.ok(isMounted(first.dir), 'the dead mount is still attached');
+    await assert.rejects(fsp.stat(path.join(first.dir, 'kept')), { code: 'ENOTCONN' });
+
+    const second = await mountGuest(scope, { frontend, dom0, domain, secret: SECRET, dir: first.dir });
+    assert.equal(await fsp.readFile(path.join(second.dir, 'kept'), 'utf8'), 'on dom0');
+    assert.equal(mountLine(second.dir)?.split(' ')[1], second.dir);
+    assert.deepEqual(await second.stop('SIGINT'), { code: 0, signal: null });
+    assert.equal(isMounted(second.dir), false, 'still mounted after SIGINT');
+  });
+}
+
+for (const frontend of FRONTENDS) {
+  test(`two guests on one export: each sees the other's writes, appends, names and sizes at once (${frontend})`, { timeout: 30_000 }, async (t) => {
+    const a = uniqueName('fm-a');
+    const b = uniqueName('fm-b');
+    const shared = [{ name: 'home', path: 'shared' }];
+    const { dom0, scope } = await dom0For(t, { guests: [guestConfig(a, shared), guestConfig(b, shared)] });
+    const [ma, mb] = await Promise.all([
+      mountGuest(scope, { frontend, dom0, domain: a, secret: SECRET }), mountGuest(scope, { frontend, dom0, domain: b, secret: SECRET }),
+    ]);
+    const inA = (p: string): string => path.join(ma.dir, p);
+    const inB = (p: string): string => path.join(mb.dir, p);
+
+    // Whole-file rewrites, growing and shrinking, read back in B right after A's write returns.
+    for (const text of ['first', 'a longer second version', 'short', '']) {
+      await fsp.writeFile(inA('doc'), text);
+      assert.equal(await fsp.readFile(inB('doc'), 'utf8'), text);
+      assert.equal((await fsp.stat(inB('doc'))).size, Buffer.byteLength(text));
     }
-  }));
-  const expected = Array.from({ length: 10 }, (_, i) => `A${i};B${i};`).join('');
-  assert.equal(await fsp.readFile(inA('log'), 'utf8'), expected);
-  assert.equal(await fsp.readFile(inB('log'), 'utf8'), expected);
-  // Names: created, renamed and removed in one guest, seen in the other at once.
-  await fsp.mkdir(inA('dir'));
-  await fsp.writeFile(inA('dir/new'), 'x');
-  assert.deepEqual(await fsp.readdir(inB('dir')), ['new']);
-  await fsp.rename(inA('dir/new'), inA('dir/renamed'));
-  await assert.rejects(fsp.stat(inB('dir/new')), { code: 'ENOENT' });
-  assert.equal(await fsp.readFile(inB('dir/renamed'), 'utf8'), 'x');
-  await fsp.unlink(inB('dir/renamed'));
-  await assert.rejects(fsp.stat(inA('dir/renamed')), { code: 'ENOENT' });
-  // And a change made on dom0 itself.
-  fs.writeFileSync(hostPath(dom0, 'shared', 'from-dom0'), 'host side');
-  assert.equal(await fsp.readFile(inA('from-dom0'), 'utf8'), 'host side');
-  assert.equal(await fsp.readFile(inB('from-dom0'), 'utf8'), 'host side');
-});
+    // A descriptor B holds open sees A's later writes: no private page cache on either side.
+    await withFile(inB('doc'), 'r', async (held) => {
+      for (let i = 0; i < 20; i++) {
+        await fsp.writeFile(inA('doc'), `version ${i}`);
+        const buf = Buffer.alloc(64);
+        const { bytesRead } = await held.read(buf, 0, 64, 0);
+        assert.equal(buf.toString('utf8', 0, bytesRead), `version ${i}`);
+      }
+    });
+    // O_APPEND from both guests interleaves without either overwriting the other: dom0 appends at its true end.
+    // (The file exists first: two guests creating one name at the same instant is the race fuse-ops.ts describes.)
+    await fsp.writeFile(inA('log'), '');
+    await withFile(inA('log'), 'a', (la) => withFile(inB('log'), 'a', async (lb) => {
+      for (let i = 0; i < 10; i++) {
+        await la.write(`A${i};`);
+        await lb.write(`B${i};`);
+      }
+    }));
+    const expected = Array.from({ length: 10 }, (_, i) => `A${i};B${i};`).join('');
+    assert.equal(await fsp.readFile(inA('log'), 'utf8'), expected);
+    assert.equal(await fsp.readFile(inB('log'), 'utf8'), expected);
+    // Names: created, renamed and removed in one guest, seen in the other at once.
+    await fsp.mkdir(inA('dir'));
+    await fsp.writeFile(inA('dir/new'), 'x');
+    assert.deepEqual(await fsp.readdir(inB('dir')), ['new']);
+    await fsp.rename(inA('dir/new'), inA('dir/renamed'));
+    await assert.rejects(fsp.stat(inB('dir/new')), { code: 'ENOENT' });
+    assert.equal(await fsp.readFile(inB('dir/renamed'), 'utf8'), 'x');
+    await fsp.unlink(inB('dir/renamed'));
+    await assert.rejects(fsp.stat(inA('dir/renamed')), { code: 'ENOENT' });
+    // And a change made on dom0 itself.
+    fs.writeFileSync(hostPath(dom0, 'shared', 'from-dom0'), 'host side');
+    assert.equal(await fsp.readFile(inA('from-dom0'), 'utf8'), 'host side');
+    assert.equal(await fsp.readFile(inB('from-dom0'), 'utf8'), 'host side');
+  });
+}
 
 test('dom0 restart under a live mount: calls wait for it (or fail EIO with --wait-ms 0); the same mount works after', { timeout: 45_000 }, async (t) => {
   const patient = uniqueName('fm-wait');
@@ -185,23 +193,25 @@ test('dom0 restart under a live mount: calls wait for it (or fail EIO with --wai
   assert.ok(isMounted(mp.dir) && isMounted(mh.dir));
 });
 
-test('a read-only export mounts read-only: reads work, every change is EROFS', { timeout: 30_000 }, async (t) => {
-  const domain = uniqueName('fm-ro');
-  const exports = [{ name: 'home', path: 'home' }, { name: 'docs', path: 'docs', readOnly: true }];
-  const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain, exports)] });
-  fs.writeFileSync(hostPath(dom0, 'docs', 'manual'), 'read me');
-  const m = await mountGuest(scope, { dom0, domain, secret: SECRET, exportName: 'docs' });
-  assert.equal(m.ready.export, 'docs');
-  assert.equal(await fsp.readFile(path.join(m.dir, 'manual'), 'utf8'), 'read me');
-  const p = path.join(m.dir, 'manual');
-  await assert.rejects(fsp.writeFile(p, 'x'), { code: 'EROFS' });
-  await assert.rejects(fsp.appendFile(path.join(m.dir, 'new'), 'x'), { code: 'EROFS' });
-  await assert.rejects(fsp.mkdir(path.join(m.dir, 'dir')), { code: 'EROFS' });
-  await assert.rejects(fsp.unlink(p), { code: 'EROFS' });
-  await assert.rejects(fsp.chmod(p, 0o600), { code: 'EROFS' });
-  await assert.rejects(fsp.truncate(p, 0), { code: 'EROFS' });
-  assert.equal(fs.readFileSync(hostPath(dom0, 'docs', 'manual'), 'utf8'), 'read me');
-});
+for (const frontend of FRONTENDS) {
+  test(`a read-only export mounts read-only: reads work, every change is EROFS (${frontend})`, { timeout: 30_000 }, async (t) => {
+    const domain = uniqueName('fm-ro');
+    const exports = [{ name: 'home', path: 'home' }, { name: 'docs', path: 'docs', readOnly: true }];
+    const { dom0, scope } = await dom0For(t, { guests: [guestConfig(domain, exports)] });
+    fs.writeFileSync(hostPath(dom0, 'docs', 'manual'), 'read me');
+    const m = await mountGuest(scope, { frontend, dom0, domain, secret: SECRET, exportName: 'docs' });
+    assert.equal(m.ready.export, 'docs');
+    assert.equal(await fsp.readFile(path.join(m.dir, 'manual'), 'utf8'), 'read me');
+    const p = path.join(m.dir, 'manual');
+    await assert.rejects(fsp.writeFile(p, 'x'), { code: 'EROFS' });
+    await assert.rejects(fsp.appendFile(path.join(m.dir, 'new'), 'x'), { code: 'EROFS' });
+    await assert.rejects(fsp.mkdir(path.join(m.dir, 'dir')), { code: 'EROFS' });
+    await assert.rejects(fsp.unlink(p), { code: 'EROFS' });
+    await assert.rejects(fsp.chmod(p, 0o600), { code: 'EROFS' });
+    await assert.rejects(fsp.truncate(p, 0), { code: 'EROFS' });
+    assert.equal(fs.readFileSync(hostPath(dom0, 'docs', 'manual'), 'utf8'), 'read me');
+  });
+}
 
 test('--cache auto: the kernel caches, and a file changed elsewhere is re-read at the next open', { timeout: 30_000 }, async (t) => {
   const domain = uniqueName('fm-auto');
