@@ -120,10 +120,19 @@ class FrontendLoop {
   void set_link(std::unique_ptr<FuseFrontend::Link> link);
   void fail_in_flight();
   bool waiting_for_dom0() const { return !link_ && Clock::now() - detached_at_ < std::chrono::milliseconds(cfg_.wait_ms); }
-  bool can_take_request() const { return link_ ? !free_tags_.empty() && forgets_.empty() : !waiting_for_dom0(); }
+  bool can_take_request() const {
+    return link_ ? !free_tags_.empty() && forgets_.empty() && held_.empty() : held_.size() < kMaxHeld;
+  }
   // Reads and handles what /dev/fuse holds; false when it held nothing. Sets exit_why_ when the mount is gone.
   bool read_requests();
   void handle(const In& in);
+  // While no ring is attached: what can be answered without dom0 is, the rest is held for the next ring.
+  void handle_detached(const In& in);
+  bool answered_here(const In& in);
+  bool release_held();
+  // Requests read while dom0 was away, replayed when the next ring comes (or failed when wait_ms runs out).
+  static constexpr size_t kMaxHeld = 256;
+  std::deque<std::vector<uint8_t>> held_;
   bool drain_responses();
   void complete(const proto::Response& r);
   bool push_forgets();
@@ -164,6 +173,7 @@ void FrontendLoop::run() {
   for (;;) {
     if (!take_mail()) break;
     bool progress = push_forgets();
+    progress |= release_held();
     progress |= read_requests();
     if (!exit_why_.empty()) break;
     if (link_) {
@@ -225,11 +235,11 @@ void FrontendLoop::fail_in_flight() {
         break;
       case FUSE_RELEASE:
       case FUSE_RELEASEDIR:
+      case FUSE_FLUSH:
         reply(p.unique, 0);
         break;
       case FUSE_READ:
       case FUSE_WRITE:
-      case FUSE_FLUSH:
       case FUSE_FSYNC:
       case FUSE_READDIR:
       case FUSE_FALLOCATE:
@@ -264,14 +274,49 @@ bool FrontendLoop::read_requests() {
     if (h->len != static_cast<uint32_t>(n)) continue;
     c_.requests++;
     In in{h, buf_.data() + sizeof *h, static_cast<size_t>(n) - sizeof *h};
-    if (!link_) {
-      if (h->opcode != FUSE_FORGET && h->opcode != FUSE_BATCH_FORGET && h->opcode != FUSE_INTERRUPT) {
+    if (link_) handle(in);
+    else handle_detached(in);
+  }
+  return any;
+}
+
+void FrontendLoop::handle_detached(const In& in) {
+  if (answered_here(in)) return;
+  switch (in.h->opcode) {
+    case FUSE_FORGET:
+    case FUSE_BATCH_FORGET:
+    case FUSE_INTERRUPT:
+      return;  // the nodes died with the session; nothing waits on dom0 to interrupt
+    case FUSE_FLUSH:
+    case FUSE_RELEASE:
+    case FUSE_RELEASEDIR:
+      // The session that held the handle is gone, and with it anything dom0 had to do at close (passthrough data
+      // never waited on dom0). Answered now: a close() must not wait for dom0, and every exec() closes
+      // descriptors.
+      return reply(in.h->unique, 0);
+    default:
+      if (!waiting_for_dom0()) {
         c_.failed_disconnected++;
-        reply_error(h->unique, EIO);
+        return reply_error(in.h->unique, EIO);
       }
-      continue;
+      held_.emplace_back(reinterpret_cast<const uint8_t*>(in.h), reinterpret_cast<const uint8_t*>(in.h) + in.h->len);
+  }
+}
+
+// Replays held requests on the new ring, or fails them once dom0 has been away for wait_ms.
+bool FrontendLoop::release_held() {
+  bool any = false;
+  while (!held_.empty() && (link_ ? !free_tags_.empty() && forgets_.empty() : !waiting_for_dom0())) {
+    std::vector<uint8_t> req = std::move(held_.front());
+    held_.pop_front();
+    const auto* h = reinterpret_cast<const fuse_in_header*>(req.data());
+    if (link_) {
+      handle(In{h, req.data() + sizeof *h, req.size() - sizeof *h});
+    } else {
+      c_.failed_disconnected++;
+      reply_error(h->unique, EIO);
     }
-    handle(in);
+    any = true;
   }
   return any;
 }
@@ -349,7 +394,20 @@ bool FrontendLoop::push_forgets() {
   return any;
 }
 
+// dom0 serves the user.* xattr namespace only (export-xattr.cpp) and answers any other GETXATTR EOPNOTSUPP. The
+// kernel asks for security.capability before every write(2), passthrough or not: answered here, without dom0, so
+// writes cost no round trip and do not wait for a dom0 that is restarting.
+bool FrontendLoop::answered_here(const In& in) {
+  if (in.h->opcode != FUSE_GETXATTR || in.len < sizeof(fuse_getxattr_in)) return false;
+  size_t n = 0, next = 0;
+  const char* name = in.str(sizeof(fuse_getxattr_in), n, next);
+  if (!name || (n > 5 && std::memcmp(name, "user.", 5) == 0)) return false;
+  reply_error(in.h->unique, EOPNOTSUPP);
+  return true;
+}
+
 void FrontendLoop::handle(const In& in) {
+  if (answered_here(in)) return;
   const uint32_t op = in.h->opcode;
   const uint64_t nid = in.h->nodeid;
   size_t n1 = 0, n2 = 0, next = 0, next2 = 0;
@@ -692,6 +750,25 @@ void FrontendLoop::complete(const proto::Response& r) {
   free_tags_.push_back(tag);
   // No FUSE reply is owed for these.
   if (p.opcode == FUSE_FORGET || p.opcode == FUSE_BATCH_FORGET || p.opcode == FUSE_INTERRUPT) return;
+  if (r.status == -EBADF) {
+    // A handle of an earlier session (dom0 restarted since it was opened): closing it has nothing left to do, and
+    // using it for I/O is the I/O error fuse-native gives too. Locks keep EBADF, fcntl's answer for a handle
+    // opened without the access a lock needs.
+    switch (p.opcode) {
+      case FUSE_FLUSH:
+      case FUSE_RELEASE:
+      case FUSE_RELEASEDIR:
+        return reply(p.unique, 0);
+      case FUSE_READ:
+      case FUSE_WRITE:
+      case FUSE_FSYNC:
+      case FUSE_FALLOCATE:
+      case FUSE_READDIR:
+        return reply(p.unique, -EIO);
+      default:
+        break;
+    }
+  }
   if (r.status < 0) return reply(p.unique, r.status >= -4095 ? r.status : -EIO);
   const uint32_t len = std::min<uint32_t>(r.len, proto::kMaxData);
   switch (p.opcode) {
@@ -867,7 +944,7 @@ void FrontendLoop::sleep() {
     fds[n++] = {link_->rx, POLLIN, 0};
   }
   int timeout = -1;
-  if (waiting_for_dom0()) {
+  if (!held_.empty() && waiting_for_dom0()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         detached_at_ + std::chrono::milliseconds(cfg_.wait_ms) - Clock::now());
     timeout = static_cast<int>(std::max<int64_t>(left.count(), 0) + 1);
