@@ -73,6 +73,7 @@ class ExportBackend final : public FileBackend {
   // descriptors they already took until they finish.
   void release_all() override;
   int backing_fd(uint64_t fh) override;
+  uint32_t root_count() const override { return root_count_; }
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;

@@ -119,6 +119,8 @@ class FileBackend {
   // read is backed through a read-only mount of its export: no flag a guest front end sets can write through it.
   virtual int backing_fd(uint64_t fh) = 0;
   virtual void release_all() = 0;
+  // The guest's export roots are nodes 1..root_count().
+  virtual uint32_t root_count() const = 0;
   // Open handles and nodes, for status and tests.
   virtual uint32_t handle_count() const = 0;
   virtual uint32_t node_count() const = 0;

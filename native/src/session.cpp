@@ -96,14 +96,16 @@ void Session::stop() {
   detach_fuse();
 }
 
-int Session::attach_fuse(int fd) {
+int Session::attach_fuse(int fd, uint64_t root) {
   int rc = fuse_device_check(fd);
   if (rc < 0) return rc;
+  if (root < 1 || root > backend_->root_count()) return -EINVAL;
   std::lock_guard<std::mutex> lock(fuse_mu_);
   if (fuse_fd_ >= 0) return -EBUSY;
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return -errno;
   fuse_fd_ = copy;
+  fuse_root_ = root;
   return 0;
 }
 

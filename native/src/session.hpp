@@ -79,10 +79,11 @@ class Session : public std::enable_shared_from_this<Session> {
   FileBackend& backend() { return *backend_; }
 
   // The guest's FUSE connection (its /dev/fuse descriptor, mounted in the guest), through which dom0 will register
-  // backing files for the guest's opens and push invalidations. Keeps its own duplicate of `fd`, for this session
-  // only: stop() closes it, so a departed guest's connection is not kept alive by dom0. 0, or -ENODEV for a
-  // descriptor that is not /dev/fuse, -EBUSY when one is attached already, -errno otherwise.
-  int attach_fuse(int fd);
+  // backing files for the guest's opens and push invalidations. `root` is the export root the guest mounted it on
+  // (its FUSE_ROOT_ID). Keeps its own duplicate of `fd`, for this session only: stop() closes it, so a departed
+  // guest's connection is not kept alive by dom0. 0, or -ENODEV for a descriptor that is not /dev/fuse, -EINVAL
+  // for a root that is not one of the guest's export roots, -EBUSY when one is attached already, -errno otherwise.
+  int attach_fuse(int fd, uint64_t root);
   bool fuse_attached();
   uint32_t backing_files();  // registered on the attached connection and not yet released
   virtual uint32_t mapped_grants() const { return 0; }
@@ -117,6 +118,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::mutex fuse_mu_;
   int fuse_fd_ = -1;
+  uint64_t fuse_root_ = 0;  // the export root the connection is mounted on: FUSE_ROOT_ID there
   std::unordered_map<uint64_t, int> backing_by_fh_;
 
   std::thread thread_;

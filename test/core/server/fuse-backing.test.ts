@@ -65,7 +65,7 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
   // Before attaching, there is nothing to register on: the open stands without a backing id.
   assert.equal((await openBacked(guest, 'ro', O_RDONLY)).backing, null);
-  assert.equal((await guest.fuseAttach([conn.fd])).ok, true);
+  assert.equal((await guest.fuseAttach([conn.fd], 1)).ok, true);
   const ro = await openBacked(guest, 'ro', O_RDONLY);
   const rw = await openBacked(guest, 'rw', O_RDWR);
   assert.equal((await openBacked(guest, 'ro', O_RDONLY, false)).backing, null, 'only when asked');
