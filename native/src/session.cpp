@@ -93,6 +93,7 @@ void Session::stop() {
   flight_cv_.wait(lock, [this] { return pool_tasks_ == 0; });
   lock.unlock();
   backend_->release_all();
+  inval_.end();
   detach_fuse();
 }
 
@@ -101,17 +102,18 @@ int Session::attach_fuse(int fd, uint64_t root) {
   if (rc < 0) return rc;
   if (root < 1 || root > backend_->root_count()) return -EINVAL;
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  if (fuse_fd_ >= 0) return -EBUSY;
+  if (fuse_) return -EBUSY;
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return -errno;
-  fuse_fd_ = copy;
-  fuse_root_ = root;
+  fuse_ = AttachedFuse::start(copy, root);
+  if (!fuse_) return -EAGAIN;
+  inval_.attach(fuse_);
   return 0;
 }
 
 bool Session::fuse_attached() {
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  return fuse_fd_ >= 0;
+  return fuse_ != nullptr;
 }
 
 uint32_t Session::backing_files() {
@@ -120,12 +122,17 @@ uint32_t Session::backing_files() {
 }
 
 void Session::detach_fuse() {
-  std::lock_guard<std::mutex> lock(fuse_mu_);
-  // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
-  for (auto& [fh, id] : backing_by_fh_) fuse_backing_close(fuse_fd_, id);
-  backing_by_fh_.clear();
-  if (fuse_fd_ >= 0) close(fuse_fd_);
-  fuse_fd_ = -1;
+  std::shared_ptr<AttachedFuse> conn;
+  {
+    std::lock_guard<std::mutex> lock(fuse_mu_);
+    if (!fuse_) return;
+    // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
+    for (auto& [fh, id] : backing_by_fh_) fuse_backing_close(fuse_->fd(), id);
+    backing_by_fh_.clear();
+    conn = std::move(fuse_);
+  }
+  inval_.detach();
+  conn->stop();  // its notifier closes the descriptor
 }
 
 void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
@@ -133,7 +140,7 @@ void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
     std::lock_guard<std::mutex> lock(fuse_mu_);
     auto it = backing_by_fh_.find(req.fh);
     if (it == backing_by_fh_.end()) return;
-    fuse_backing_close(fuse_fd_, it->second);
+    fuse_backing_close(fuse_->fd(), it->second);
     backing_by_fh_.erase(it);
     return;
   }
@@ -141,16 +148,16 @@ void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
   // end then serves the file's reads and writes through dom0 as before.
   if ((req.op != proto::kOpen && req.op != proto::kCreate) || !(req.flags & proto::kFlagWantBacking)) return;
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  if (fuse_fd_ < 0) return;
+  if (!fuse_) return;
   int fd = backend_->backing_fd(rsp.fh);
   if (fd < 0) return;
-  int id = fuse_backing_open(fuse_fd_, fd);
+  int id = fuse_backing_open(fuse_->fd(), fd);
   close(fd);
   if (id <= 0) return;
   try {
     backing_by_fh_[rsp.fh] = id;
   } catch (...) {
-    fuse_backing_close(fuse_fd_, id);
+    fuse_backing_close(fuse_->fd(), id);
     return;
   }
   rsp.flags |= proto::kRspBacking;
@@ -379,7 +386,8 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
     rsp.status = rc;
   } else {
     FsIdentity as(limits_);
-    execute(*backend_, req, spec, payload, out, rsp);
+    InvalidationCall hooks(inval_);
+    execute(*backend_, req, spec, payload, out, rsp, &hooks);
   }
   mapper_->unmap(in_map);
   mapper_->unmap(out_map);
@@ -482,7 +490,8 @@ void StreamSession::process(const proto::Request& req, const OpSpec& spec, const
   IoSpan out{&out_iov, 1, out_buf.size()};
   {
     FsIdentity as(limits_);
-    execute(*backend_, req, spec, payload, out, rsp);
+    InvalidationCall hooks(inval_);
+    execute(*backend_, req, spec, payload, out, rsp, &hooks);
   }
   if (rsp.status == 0 && spec.data == DataDir::kOut && rsp.len > out_buf.size() && req.len > 0) rsp.status = -EIO;
   finish(req, spec, rsp, out_buf.data());
