@@ -64,6 +64,13 @@ export interface StateMessage {
   features?: number;
 }
 
+/** A guest hands dom0 its mounted FUSE connection (the one descriptor riding with the message). */
+export interface FuseAttach {
+  type: 'fuse-attach';
+  /** The export root the connection is mounted on (its node, as the welcome lists it): FUSE_ROOT_ID there. */
+  root: number;
+}
+
 export const MAX_DOMAIN_NAME = 64;
 export const MAX_SECRET = 256;
 export const MAX_GRANT_ENTRIES = 65536;
@@ -152,4 +159,11 @@ export function decodeWelcome(body: unknown): Welcome | Refusal {
     if (typeof body.stream.tcpPort === 'number') w.stream.tcpPort = body.stream.tcpPort;
   }
   return w;
+}
+
+/** Decodes a guest's fuse-attach; `exportCount` is how many exports its welcome listed. Throws ProtocolError. */
+export function decodeFuseAttach(body: unknown, exportCount: number): FuseAttach {
+  if (!isObj(body) || body.type !== 'fuse-attach') throw new ProtocolError('expected a fuse-attach message');
+  if (exportCount < 1) throw new ProtocolError('fuse-attach needs an export to mount');
+  return { type: 'fuse-attach', root: int(body, 'root', 1, exportCount, 'fuse-attach') };
 }

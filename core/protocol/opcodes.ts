@@ -94,11 +94,13 @@ export const RequestFlag = {
   WANT_BACKING: 2,
 } as const;
 
-/** Response `flags` bits: READDIR_EOF on READDIR, BACKING on OPEN/CREATE. */
+/** Response `flags` bits: READDIR_EOF on READDIR, BACKING on OPEN/CREATE, VOLATILE on entry and attr replies. */
 export const ResponseFlag = {
   READDIR_EOF: 1,
   /** `backing_id` holds the FUSE backing id registered for this handle. */
   BACKING: 1,
+  /** Another guest has the file open for writing: do not cache these attributes (a zero attr timeout). */
+  VOLATILE: 2,
 } as const;
 /** READDIR arg32a: list '.' and '..' as well. */
 export const READDIR_DOTS = 1;

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ProtocolError, errnoName } from '../errors.ts';
 import type { GuestConfig } from '../config/config.ts';
-import { decodeHello, type Hello, type XenbusStateName } from '../protocol/control.ts';
+import { decodeFuseAttach, decodeHello, type Hello, type XenbusStateName } from '../protocol/control.ts';
 import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
 import { type ControlConnection, type ControlMessage, closeFd } from '../xen/control-socket.ts';
 import { Engine, type EngineLimits, type EngineStats } from '../xen/engine.ts';
@@ -129,7 +129,7 @@ export class GuestSession extends EventEmitter<SessionEvents> {
   #onMessage(m: ControlMessage): void {
     if (this.#state !== 'InitWait') {
       const body = m.body as { type?: unknown; state?: unknown };
-      if (this.#state === 'Connected' && body && body.type === 'fuse-attach') return this.#attachFuse(m.fds);
+      if (this.#state === 'Connected' && body && body.type === 'fuse-attach') return this.#attachFuse(m.body, m.fds);
       for (const fd of m.fds) closeFd(fd);
       if (body && body.type === 'state' && body.state === 'Closing') this.#teardown('guest closed');
       return;
@@ -143,14 +143,15 @@ export class GuestSession extends EventEmitter<SessionEvents> {
   }
 
   /**
-   * `fuse-attach`: the guest hands dom0 its FUSE connection (one /dev/fuse descriptor, mounted on its side), for
-   * dom0 to register backing files on and push invalidations through. Answered with `fuse-attach` {ok} or {ok:
-   * false, code, message}; a refusal leaves the session as it was (the guest can do without passthrough).
+   * `fuse-attach` {root}: the guest hands dom0 its FUSE connection (one /dev/fuse descriptor, mounted on its side on
+   * export root `root`), for dom0 to register backing files on and push invalidations through. Answered with
+   * `fuse-attach` {ok} or {ok: false, code, message}; a refusal leaves the session as it was (the guest can do
+   * without passthrough).
    */
-  #attachFuse(fds: number[]): void {
+  #attachFuse(body: unknown, fds: number[]): void {
     let refusal: { code: string; message: string } | null;
     try {
-      refusal = this.#fuseRefusal(fds);
+      refusal = this.#fuseRefusal(body, fds);
     } finally {
       // The engine keeps its own duplicate; ours are closed whatever happened, and before the answer, so a guest
       // that hears back sees dom0 holding exactly what it keeps.
@@ -161,13 +162,20 @@ export class GuestSession extends EventEmitter<SessionEvents> {
   }
 
   /** Attaches the one descriptor of a fuse-attach to the engine; null, or why not. */
-  #fuseRefusal(fds: number[]): { code: string; message: string } | null {
+  #fuseRefusal(body: unknown, fds: number[]): { code: string; message: string } | null {
     if (fds.length !== 1) return { code: 'EINVAL', message: `a fuse-attach carries exactly one descriptor, got ${fds.length}` };
+    let root: number;
+    try {
+      root = decodeFuseAttach(body, this.#guest?.exports.length ?? 0).root;
+    } catch (err) {
+      // A refusal, not a violation: the guest keeps its session and can still serve its mount through the ring.
+      return { code: 'EINVAL', message: (err as Error).message };
+    }
     const fd = fds[0] as number;
     if (!isFuseDevice(fd)) return { code: 'ENODEV', message: 'the descriptor is not /dev/fuse' };
     if (!this.#engine) return { code: 'ENOTCONN', message: 'no engine serves this guest yet' };
-    // The engine checks the descriptor again: it is what keeps it.
-    const rc = this.#engine.attachFuse(fd);
+    // The engine checks the descriptor and the root again: it is what keeps them.
+    const rc = this.#engine.attachFuse(fd, root);
     if (rc === 0) return null;
     const code = errnoName(rc);
     return { code, message: code === 'EBUSY' ? 'a FUSE connection is attached already' : `attaching failed (${code})` };

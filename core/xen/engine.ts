@@ -82,11 +82,12 @@ export class Engine {
   }
 
   /**
-   * Hands the guest's FUSE connection (a /dev/fuse descriptor it mounted) to the engine, which keeps its own
-   * duplicate until it stops. 0, or the errno saying why not: ENODEV (not /dev/fuse), EBUSY (one is attached),
-   * ENOTCONN (stopped). The caller closes its `fd` either way.
+   * Hands the guest's FUSE connection (a /dev/fuse descriptor it mounted on export root node `root`) to the engine,
+   * which keeps its own duplicate until it stops, and pushes other guests' changes to it as invalidations. 0, or
+   * the errno saying why not: ENODEV (not /dev/fuse), EINVAL (`root` is not an export root), EBUSY (one is
+   * attached), ENOTCONN (stopped). The caller closes its `fd` either way.
    */
-  attachFuse(fd: number): number {
-    return this.#engine ? this.#engine.attachFuse(fd) : errno('ENOTCONN');
+  attachFuse(fd: number, root: number): number {
+    return this.#engine ? this.#engine.attachFuse(fd, root) : errno('ENOTCONN');
   }
 }

@@ -68,8 +68,8 @@ export interface NativeEngineStats {
 export interface NativeEngine {
   stop(): void;
   stats(): NativeEngineStats | null;
-  /** 0, or the errno saying why not (ENODEV, EBUSY, ENOTCONN). The caller keeps and closes its `fd`. */
-  attachFuse(fd: number): number;
+  /** 0, or the errno saying why not (ENODEV, EINVAL, EBUSY, ENOTCONN). The caller keeps and closes its `fd`. */
+  attachFuse(fd: number, root: number): number;
 }
 
 export interface AcceptedConnection {

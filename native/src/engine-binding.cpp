@@ -199,13 +199,18 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// attachFuse(fd): 0, or the errno saying why not (ENODEV: not /dev/fuse; EBUSY: one is attached; ENOTCONN:
-// the engine has stopped). The caller keeps `fd` and closes its own copy.
+// attachFuse(fd, root): 0, or the errno saying why not (ENODEV: not /dev/fuse; EINVAL: root is not one of the
+// guest's export roots; EBUSY: one is attached; ENOTCONN: the engine has stopped). The caller keeps `fd` and
+// closes its own copy.
 Napi::Value Engine::AttachFuse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "attachFuse(fd)");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "attachFuse(fd, root)");
   if (!session_) return Napi::Number::New(env, ENOTCONN);
-  return Napi::Number::New(env, -session_->attach_fuse(info[0].As<Napi::Number>().Int32Value()));
+  const double root = info[1].As<Napi::Number>().DoubleValue();
+  if (!(root >= 1 && root <= UINT32_MAX)) return Napi::Number::New(env, EINVAL);
+  return Napi::Number::New(env, -session_->attach_fuse(info[0].As<Napi::Number>().Int32Value(),
+                                                       static_cast<uint64_t>(root)));
 }
 
 Napi::Value ConfigureWorkers(const Napi::CallbackInfo& info) {

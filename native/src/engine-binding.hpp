@@ -10,6 +10,7 @@
 //   onEnd(violation: boolean, reason: string) runs on the JS thread when the session ends by itself.
 //   .stop()    stops serving, waits for in-flight work, closes the guest's handles; idempotent.
 //   .stats()   { requests, errors, wakeups, notifies, inFlight, bytesInFlight, handles, nodes, mappedGrants }
+//   .attachFuse(fd, root)   the guest's FUSE connection, mounted on export root `root` (see session.hpp)
 // Also exported: configureWorkers(n) before the first engine starts.
 #pragma once
 

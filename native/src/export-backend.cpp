@@ -206,6 +206,7 @@ int ExportBackend::add_entry(uint32_t exp, int fd, proto::Response& r) {
         nodes_.take(id);
         return -ENOMEM;
       }
+      if (watcher_) watcher_->node_added(id, InodeKey{key.dev, key.ino});
     }
   }
   r.node = id;
@@ -226,6 +227,7 @@ void ExportBackend::drop_lookups(uint64_t id, uint64_t count) {
     return;
   }
   by_key_.erase(n->key);
+  report_dropped(id, *n);
   dropped = nodes_.take(id);
 }
 
@@ -268,6 +270,9 @@ void ExportBackend::release_all() {
     std::swap(handles, handles_);
   }
   std::lock_guard lock(nodes_mu_);
+  nodes_.for_each([this](uint64_t id, const Node& n) {
+    if (!is_root(id)) report_dropped(id, n);
+  });
   nodes_.drain([](Node&&) {});  // O_PATH closes never block, so under the lock is fine
   nodes_.for_each_pinned([](Node& root) { root.nlookup = 0; });
   std::erase_if(by_key_, [this](const auto& kv) { return !is_root(kv.second); });

@@ -76,6 +76,11 @@ class ExportBackend final : public FileBackend {
   bool may_write(uint64_t fh) override;
   int backing_fd(uint64_t fh, bool writable) override;
   int lock_target(uint64_t fh, LockTarget& out) override;
+  int node_inode(uint64_t node, InodeKey& out) const override;
+  int handle_inode(uint64_t fh, InodeKey& out) const override;
+  int entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const override;
+  void watch_nodes(NodeWatcher* w) override;
+  uint32_t root_count() const override { return root_count_; }
   uint32_t handle_count() const override;
   // Nodes the guest holds lookups on, roots excluded.
   uint32_t node_count() const override;
@@ -167,6 +172,10 @@ class ExportBackend final : public FileBackend {
   mutable std::mutex nodes_mu_;
   SlotTable<Node> nodes_;
   std::unordered_map<Key, uint64_t, KeyHash> by_key_;
+  NodeWatcher* watcher_ = nullptr;  // under nodes_mu_
+  void report_dropped(uint64_t id, const Node& n) const {
+    if (watcher_) watcher_->node_dropped(id, InodeKey{n.key.dev, n.key.ino});
+  }
   mutable std::mutex handles_mu_;
   SlotTable<HandleRef> handles_;
   std::vector<bool> read_only_;  // per export; fixed at construction

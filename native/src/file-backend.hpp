@@ -85,6 +85,21 @@ struct LockTarget {
   bool readable = false, writable = false;
 };
 
+// An inode as the host names it, for what dom0 keeps across guests (invalidation.hpp).
+struct InodeKey {
+  uint64_t dev = 0, ino = 0;
+  bool operator==(const InodeKey&) const = default;
+};
+
+// Told of every node a backend starts or stops keeping, export roots included, with the inode behind it. Called
+// with the backend's node lock held: it must not call back into the backend, and must not throw.
+class NodeWatcher {
+ public:
+  virtual ~NodeWatcher() = default;
+  virtual void node_added(uint64_t id, const InodeKey& key) noexcept = 0;
+  virtual void node_dropped(uint64_t id, const InodeKey& key) noexcept = 0;
+};
+
 class FileBackend {
  public:
   virtual ~FileBackend() = default;
@@ -138,6 +153,16 @@ class FileBackend {
   virtual int lock_target(uint64_t fh, LockTarget& out) = 0;
   // Called once when the guest goes away: close every node and handle it held.
   virtual void release_all() = 0;
+  // For cache invalidation across guests: the inode behind a node, an open handle, or a name in a directory node
+  // (looked at, never followed, never kept). 0 or -errno.
+  virtual int node_inode(uint64_t node, InodeKey& out) const = 0;
+  virtual int handle_inode(uint64_t fh, InodeKey& out) const = 0;
+  virtual int entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const = 0;
+  // Reports nodes to `w` from now on, first replaying every node held now; nullptr (or another watcher) first
+  // reports every node held as dropped to the previous one. The watcher must outlive its watch.
+  virtual void watch_nodes(NodeWatcher* w) = 0;
+  // The guest's export roots are nodes 1..root_count().
+  virtual uint32_t root_count() const = 0;
   // Open handles and nodes, for status and tests.
   virtual uint32_t handle_count() const = 0;
   virtual uint32_t node_count() const = 0;

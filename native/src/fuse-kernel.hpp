@@ -66,6 +66,15 @@ constexpr unsigned long kDevIocMagic = 229;
 constexpr unsigned long kIocBackingOpen = _IOW(kDevIocMagic, 1, BackingMap);
 constexpr unsigned long kIocBackingClose = _IOW(kDevIocMagic, 2, uint32_t);
 
+// Notifications a server writes unasked: a fuse_out_header with unique 0 and the code in `error`, then the body.
+// INVAL_INODE drops an inode's cached attributes (off < 0) or its attributes and cached pages from `off` on;
+// INVAL_ENTRY drops one name of a directory (the name follows the body, NUL-terminated, not counted in namelen).
+constexpr int32_t kNotifyInvalInode = FUSE_NOTIFY_INVAL_INODE;
+constexpr int32_t kNotifyInvalEntry = FUSE_NOTIFY_INVAL_ENTRY;
+static_assert(kNotifyInvalInode == 2 && kNotifyInvalEntry == 3, "FUSE notify codes");
+static_assert(sizeof(fuse_notify_inval_inode_out) == 24, "fuse_notify_inval_inode_out");
+static_assert(sizeof(fuse_notify_inval_entry_out) == 16, "fuse_notify_inval_entry_out (7.38: flags)");
+
 static_assert(sizeof(fuse_in_header) == 40, "fuse_in_header");
 static_assert(sizeof(fuse_out_header) == 16, "fuse_out_header");
 static_assert(sizeof(fuse_init_in) == 64, "fuse_init_in (7.36+)");

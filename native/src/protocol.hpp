@@ -25,6 +25,9 @@ constexpr uint16_t kFlagPayloadExt = 1;
 constexpr uint16_t kFlagWantBacking = 2;
 // Response flags.
 constexpr uint32_t kRspBacking = 1;  // Response.backing_id is a FUSE backing id for this handle
+// Entry and attribute replies: another guest has this file open for writing (and may write it without dom0 seeing),
+// so these attributes must not be cached (docs/native-frontend.md).
+constexpr uint32_t kRspVolatile = 2;
 
 enum Op : uint8_t {
   kLookup = 1, kForget = 2, kGetattr = 3, kSetattr = 4, kReadlink = 5, kOpen = 6, kCreate = 7,

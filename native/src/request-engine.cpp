@@ -168,7 +168,7 @@ size_t copy_from_span(const IoSpan& span, size_t skip, void* dst, size_t n) {
 }
 
 void execute(FileBackend& backend, const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out,
-             proto::Response& rsp) {
+             proto::Response& rsp, CallHooks* hooks) {
   if (!spec.fn) {
     rsp.status = -ENOSYS;
     return;
@@ -196,7 +196,9 @@ void execute(FileBackend& backend, const proto::Request& req, const OpSpec& spec
   Call call{req, name1, name2, {}, {}};
   if (spec.data == DataDir::kIn) call.in = subspan(payload, names, req.payload_len - names, data_iov);
   if (spec.data == DataDir::kOut) call.out = subspan(out, 0, std::min<size_t>(req.len, out.len), out_iov);
+  if (hooks) hooks->before(call);
   rsp.status = (backend.*spec.fn)(call, rsp);
+  if (hooks) hooks->after(call, rsp);
 }
 
 }  // namespace xenfs

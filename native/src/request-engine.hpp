@@ -48,10 +48,21 @@ int check_name(std::string_view s);    // one component: 1..255 bytes, no NUL, n
 int check_path(std::string_view s);    // relative path: 1..4096 bytes, no NUL, no leading '/', components <= 255
 int check_target(std::string_view s);  // symlink text: 1..4095 bytes, no NUL
 
+// What a session does around a backend call, while the request's strings are dom0's own checked copies
+// (invalidation.hpp). Called only for requests whose strings passed; must not throw.
+class CallHooks {
+ public:
+  virtual void before(const Call& c) = 0;
+  virtual void after(const Call& c, proto::Response& rsp) = 0;
+
+ protected:
+  ~CallHooks() = default;
+};
+
 // Runs a request whose header passed check_header. `payload` holds name1, name2 and the data, in that order;
 // `out` is the space for output data. Fills rsp.status and whatever the op replies.
 void execute(FileBackend& backend, const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out,
-             proto::Response& rsp);
+             proto::Response& rsp, CallHooks* hooks = nullptr);
 
 // Copies up to `n` bytes from an IoSpan starting at `skip`; returns the bytes copied.
 size_t copy_from_span(const IoSpan& span, size_t skip, void* dst, size_t n);

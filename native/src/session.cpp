@@ -95,23 +95,27 @@ void Session::stop() {
   // Its locks go before its handles, and whoever waited on them is granted; none of its own waits is answered.
   LockTable::shared().drop_session(this);
   backend_->release_all();
+  inval_.end();
   detach_fuse();
 }
 
-int Session::attach_fuse(int fd) {
+int Session::attach_fuse(int fd, uint64_t root) {
   int rc = fuse_device_check(fd);
   if (rc < 0) return rc;
+  if (root < 1 || root > backend_->root_count()) return -EINVAL;
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  if (fuse_fd_ >= 0) return -EBUSY;
+  if (fuse_) return -EBUSY;
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return -errno;
-  fuse_fd_ = copy;
+  fuse_ = AttachedFuse::start(copy, root);
+  if (!fuse_) return -EAGAIN;
+  inval_.attach(fuse_);
   return 0;
 }
 
 bool Session::fuse_attached() {
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  return fuse_fd_ >= 0;
+  return fuse_ != nullptr;
 }
 
 uint32_t Session::backing_files() {
@@ -120,13 +124,18 @@ uint32_t Session::backing_files() {
 }
 
 void Session::detach_fuse() {
-  std::lock_guard<std::mutex> lock(fuse_mu_);
-  // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
-  for (auto& [key, b] : backing_) fuse_backing_close(fuse_fd_, b.id);
-  backing_.clear();
-  backing_by_fh_.clear();
-  if (fuse_fd_ >= 0) close(fuse_fd_);
-  fuse_fd_ = -1;
+  std::shared_ptr<AttachedFuse> conn;
+  {
+    std::lock_guard<std::mutex> lock(fuse_mu_);
+    if (!fuse_) return;
+    // Registrations outlive dom0's descriptor (they belong to the connection, which the guest holds): drop each.
+    for (auto& [key, b] : backing_) fuse_backing_close(fuse_->fd(), b.id);
+    backing_.clear();
+    backing_by_fh_.clear();
+    conn = std::move(fuse_);
+  }
+  inval_.detach();
+  conn->stop();  // its notifier closes the descriptor
 }
 
 void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
@@ -137,7 +146,7 @@ void Session::track_backing(const proto::Request& req, proto::Response& rsp) {
     auto b = backing_.find(it->second);
     backing_by_fh_.erase(it);
     if (b == backing_.end() || --b->second.handles > 0) return;
-    fuse_backing_close(fuse_fd_, b->second.id);
+    if (fuse_) fuse_backing_close(fuse_->fd(), b->second.id);
     backing_.erase(b);
     return;
   }
@@ -151,7 +160,7 @@ void Session::register_backing(uint64_t fh, proto::Response& rsp) {
   FileBackend::BackingKey key;
   if (backend_->backing_key(fh, key) < 0) return;
   std::lock_guard<std::mutex> lock(fuse_mu_);
-  if (fuse_fd_ < 0) return;
+  if (!fuse_) return;
   try {
     auto it = backing_.find(key);
     if (it == backing_.end()) {
@@ -164,13 +173,13 @@ void Session::register_backing(uint64_t fh, proto::Response& rsp) {
       }
       int fd = backend_->backing_fd(fh, writable);
       if (fd < 0) return;
-      int id = fuse_backing_open(fuse_fd_, fd);
+      int id = fuse_backing_open(fuse_->fd(), fd);
       close(fd);
       if (id <= 0) return;
       try {
         it = backing_.emplace(key, Backing{id, 0}).first;
       } catch (...) {
-        fuse_backing_close(fuse_fd_, id);
+        fuse_backing_close(fuse_->fd(), id);
         return;
       }
     }
@@ -406,7 +415,8 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
     rsp.status = rc;
   } else {
     FsIdentity as(limits_);
-    execute(*backend_, req, spec, payload, out, rsp);
+    InvalidationCall hooks(inval_);
+    execute(*backend_, req, spec, payload, out, rsp, &hooks);
   }
   mapper_->unmap(in_map);
   mapper_->unmap(out_map);
@@ -509,7 +519,8 @@ void StreamSession::process(const proto::Request& req, const OpSpec& spec, const
   IoSpan out{&out_iov, 1, out_buf.size()};
   {
     FsIdentity as(limits_);
-    execute(*backend_, req, spec, payload, out, rsp);
+    InvalidationCall hooks(inval_);
+    execute(*backend_, req, spec, payload, out, rsp, &hooks);
   }
   if (rsp.status == 0 && spec.data == DataDir::kOut && rsp.len > out_buf.size() && req.len > 0) rsp.status = -EIO;
   finish(req, spec, rsp, out_buf.data());

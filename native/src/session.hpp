@@ -15,8 +15,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attached-fuse.hpp"
 #include "file-backend.hpp"
 #include "grant-table.hpp"
+#include "invalidation.hpp"
 #include "lock-table.hpp"
 #include "protocol.hpp"
 #include "request-engine.hpp"
@@ -80,11 +82,13 @@ class Session : public std::enable_shared_from_this<Session> {
   const SessionStats& stats() const { return stats_; }
   FileBackend& backend() { return *backend_; }
 
-  // The guest's FUSE connection (its /dev/fuse descriptor, mounted in the guest), through which dom0 will register
-  // backing files for the guest's opens and push invalidations. Keeps its own duplicate of `fd`, for this session
-  // only: stop() closes it, so a departed guest's connection is not kept alive by dom0. 0, or -ENODEV for a
-  // descriptor that is not /dev/fuse, -EBUSY when one is attached already, -errno otherwise.
-  int attach_fuse(int fd);
+  // The guest's FUSE connection (its /dev/fuse descriptor, mounted in the guest), through which dom0 registers
+  // backing files for the guest's opens and pushes invalidations (invalidation.hpp). `root` is the export root the
+  // guest mounted it on (its FUSE_ROOT_ID). Keeps its own duplicate of `fd`, for this session only: stop() lets go
+  // of it, so a departed guest's connection is not kept alive by dom0. 0, or -ENODEV for a descriptor that is not
+  // /dev/fuse, -EINVAL for a root that is not one of the guest's export roots, -EBUSY when one is attached
+  // already, -errno otherwise.
+  int attach_fuse(int fd, uint64_t root);
   bool fuse_attached();
   uint32_t backing_files();  // registered on the attached connection and not yet released
   virtual uint32_t mapped_grants() const { return 0; }
@@ -105,6 +109,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data);
 
   std::unique_ptr<FileBackend> backend_;
+  Invalidation inval_{*backend_};  // after backend_: it watches the backend's nodes until it is destroyed
   uint32_t features_;
   SessionLimits limits_;
   SessionStats stats_;
@@ -139,7 +144,7 @@ class Session : public std::enable_shared_from_this<Session> {
     uint32_t handles = 0;
   };
   std::mutex fuse_mu_;
-  int fuse_fd_ = -1;
+  std::shared_ptr<AttachedFuse> fuse_;
   std::unordered_map<FileBackend::BackingKey, Backing, BackingKeyHash> backing_;
   std::unordered_map<uint64_t, FileBackend::BackingKey> backing_by_fh_;
 

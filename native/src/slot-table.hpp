@@ -91,6 +91,13 @@ class SlotTable {
       if (s.live && s.gen == 0) f(s.value);
   }
 
+  // Calls f(id, value) for every live slot, pinned ones included.
+  template <class F>
+  void for_each(F&& f) {
+    for (size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].live) f(id_of(static_cast<uint32_t>(i)), slots_[i].value);
+  }
+
   // Live unpinned slots.
   uint32_t live() const { return live_; }
 

@@ -6,6 +6,7 @@
 // answered EIO, so data that arrives through the mount can only have come from the backing file.
 // Usage: node --import tsx fuse-double.ts '{"files":[{"name":"f","size":5,"backingId":1}]}'
 import fs from 'node:fs';
+import { fuseReply } from './fuse-reply.ts';
 
 interface FileSpec {
   name: string;
@@ -38,17 +39,7 @@ function attr(node: bigint): Buffer {
   return b;
 }
 
-function reply(unique: bigint, error: number, body: Buffer = Buffer.alloc(0)): void {
-  const h = Buffer.alloc(16);
-  h.writeUInt32LE(16 + (error === 0 ? body.length : 0), 0);
-  h.writeInt32LE(-error, 4);
-  h.writeBigUInt64LE(unique, 8);
-  try {
-    fs.writeSync(FD, error === 0 ? Buffer.concat([h, body]) : h);
-  } catch {
-    // the request was interrupted, or the connection is going away
-  }
-}
+const reply = (unique: bigint, error: number, body?: Buffer): void => fuseReply(FD, unique, error, body);
 
 
 const buf = Buffer.alloc((1 << 20) + 4096);

@@ -116,15 +116,18 @@ export class RawGuest {
     return open.slot.readBigUInt64LE(RspOff.FH);
   }
 
-  /** Sends a fuse-attach carrying `fds` and resolves with dom0's answer. */
-  fuseAttach(fds: number[]): Promise<{ type: string; ok: boolean; code?: string; message?: string }> {
+  /**
+   * Sends a fuse-attach carrying `fds`, mounted on export root node `root` (sent as it is, so a test can send a
+   * bad one), and resolves with dom0's answer.
+   */
+  fuseAttach(fds: number[], root: unknown): Promise<{ type: string; ok: boolean; code?: string; message?: string }> {
     return new Promise((resolve) => {
       const onMessage = (m: ControlMessage): void => {
         this.conn.off('message', onMessage);
         resolve(m.body as { type: string; ok: boolean; code?: string; message?: string });
       };
       this.conn.on('message', onMessage);
-      this.conn.send({ type: 'fuse-attach' }, fds);
+      this.conn.send({ type: 'fuse-attach', root }, fds);
     });
   }
 

@@ -2,7 +2,7 @@
 // ProtocolError naming the field — never another exception.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeHello, decodeWelcome } from '../../../core/protocol/control.ts';
+import { decodeFuseAttach, decodeHello, decodeWelcome } from '../../../core/protocol/control.ts';
 import { ProtocolError } from '../../../core/errors.ts';
 import { Prng } from '../../helpers/prng.ts';
 
@@ -65,7 +65,7 @@ test('fuzz: random JSON never throws anything but ProtocolError', () => {
   const rng = new Prng(0xc0ffee);
   for (let i = 0; i < 20000; i++) {
     const body = i % 3 === 0 ? { ...goodHello, ...(randomJson(rng, 1) as object) } : randomJson(rng, 0);
-    for (const decode of [decodeHello, decodeWelcome]) {
+    for (const decode of [decodeHello, decodeWelcome, (b: unknown) => decodeFuseAttach(b, 3)]) {
       try {
         decode(body);
       } catch (err) {
@@ -86,4 +86,17 @@ test('welcome: the cache mode is auto only when dom0 says so explicitly', () => 
   assert.equal(cacheOf({ ...welcome, cache: 'auto' }), 'auto');
   assert.equal(cacheOf({ ...welcome, cache: 'AUTO' }), 'none');
   assert.equal(cacheOf({ ...welcome, cache: 1 }), 'none');
+});
+
+test('fuse-attach: root is one of the guest\'s export roots, 1..n', () => {
+  assert.deepEqual(decodeFuseAttach({ type: 'fuse-attach', root: 2 }, 2), { type: 'fuse-attach', root: 2 });
+  assert.deepEqual(decodeFuseAttach({ type: 'fuse-attach', root: 1 }, 1), { type: 'fuse-attach', root: 1 });
+  const refused: Array<[unknown, number]> = [
+    [{ type: 'fuse-attach' }, 1], [{ type: 'fuse-attach', root: 0 }, 1], [{ type: 'fuse-attach', root: 2 }, 1],
+    [{ type: 'fuse-attach', root: 1.5 }, 2], [{ type: 'fuse-attach', root: '1' }, 1], [{ type: 'fuse-attach', root: 1 }, 0],
+    [{ type: 'hello', root: 1 }, 1], [null, 1],
+  ];
+  for (const [body, n] of refused) {
+    assert.throws(() => decodeFuseAttach(body, n), ProtocolError, JSON.stringify(body));
+  }
 });

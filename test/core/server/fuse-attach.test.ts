@@ -13,7 +13,7 @@ import { openFuseConnection } from '../../../core/xen/fuse-kernel.ts';
 
 const fdCount = (pid: number): number => openFds(pid).length;
 
-test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, refuses the rest, and lets go when the guest leaves', async (t) => {
+test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, mounted on one of its export roots, refuses the rest, and lets go when the guest leaves', async (t) => {
   const dom0 = await Dom0.start({ config: { guests: [{ name: 'fa', secret: 's', exports: [{ name: 'home', path: 'home' }] }] } });
   fs.mkdirSync(path.join(dom0.dir, 'home'));
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-fuse-attach-'));
@@ -33,19 +33,28 @@ test('fuse-attach: dom0 keeps one checked /dev/fuse per guest, refuses the rest,
   await waitFor(() => fdCount(pid) > before, 5000, 'dom0 to take the ring');
   const connected = fdCount(pid);
 
-  assert.deepEqual(await guest.fuseAttach([conn.fd]), { type: 'fuse-attach', ok: true });
+  // The root must be one of the guest's export roots (it has one: node 1); anything else is refused, and the
+  // descriptor with it.
+  for (const root of [undefined, 0, 2, 1.5, '1', -1]) {
+    const bad = await guest.fuseAttach([conn.fd], root);
+    assert.deepEqual([bad.ok, bad.code], [false, 'EINVAL'], `root ${String(root)}`);
+    assert.match(bad.message ?? '', /fuse-attach\.root/);
+  }
+  assert.equal(fdCount(pid), connected, 'refused descriptors are not kept');
+
+  assert.deepEqual(await guest.fuseAttach([conn.fd], 1), { type: 'fuse-attach', ok: true });
   assert.equal(fdCount(pid), connected + 1, 'dom0 holds one copy of the connection');
 
-  const again = await guest.fuseAttach([conn.fd]);
+  const again = await guest.fuseAttach([conn.fd], 1);
   assert.equal(again.ok, false);
   assert.equal(again.code, 'EBUSY');
   const devNull = fs.openSync('/dev/null', 'r');
   const file = fs.openSync(path.join(dom0.dir, 'home'), 'r');
   try {
-    const notFuse = await guest.fuseAttach([devNull]);
+    const notFuse = await guest.fuseAttach([devNull], 1);
     assert.deepEqual([notFuse.ok, notFuse.code], [false, 'ENODEV']);
     assert.match(notFuse.message ?? '', /not \/dev\/fuse/);
-    assert.deepEqual([(await guest.fuseAttach([file])).code, (await guest.fuseAttach([])).code, (await guest.fuseAttach([devNull, file])).code],
+    assert.deepEqual([(await guest.fuseAttach([file], 1)).code, (await guest.fuseAttach([], 1)).code, (await guest.fuseAttach([devNull, file], 1)).code],
       ['ENODEV', 'EINVAL', 'EINVAL']);
   } finally {
     fs.closeSync(devNull);

@@ -71,7 +71,7 @@ test('dom0 registers backing files at OPEN: read-only ones cannot be written thr
   const guest = await RawGuest.connect(server.controlPath, 'fb', 's');
   // Before attaching, there is nothing to register on: the open stands without a backing id.
   assert.equal((await openBacked(guest, 'ro', O_RDONLY, true, PUB)).backing, null);
-  assert.equal((await guest.fuseAttach([conn.fd])).ok, true);
+  assert.equal((await guest.fuseAttach([conn.fd], 1)).ok, true);
   const ro = await openBacked(guest, 'ro', O_RDONLY, true, PUB);
   // A read-only open of a file the guest may write shares one registration with the file's writable opens: the
   // kernel takes one backing file per inode.
