@@ -32,8 +32,12 @@ export interface MountedExport {
   close(): Promise<void>;
 }
 
-// The native front end's name and attribute timeouts for `cache: 'auto'`, as fuse-native's auto_cache has them.
-const AUTO_CACHE_MS = 1000;
+/**
+ * How long the native front end lets the kernel keep names and attributes. dom0 pushes an invalidation to every
+ * other guest before a change returns (docs/native-frontend.md), so this bounds only what nothing announces:
+ * changes made on dom0 directly, outside XenFS.
+ */
+export const NATIVE_CACHE_MS = 60_000;
 
 export async function mountExport(connect: Omit<GuestOptions, 'takeOver'>, dir: string,
   opts: ExportMountOptions = {}): Promise<MountedExport> {
@@ -42,8 +46,7 @@ export async function mountExport(connect: Omit<GuestOptions, 'takeOver'>, dir: 
     const m = await NativeMount.mount(connect, dir, {
       exportName: opts.exportName, allowOther: opts.allowOther, passthrough: opts.passthrough ?? true,
       requirePassthrough: choice === 'auto', logger: opts.logger,
-      entryTimeoutMs: opts.nameCacheMs ?? (opts.cache === 'auto' ? AUTO_CACHE_MS : 0),
-      attrTimeoutMs: opts.cache === 'auto' ? AUTO_CACHE_MS : 0,
+      entryTimeoutMs: opts.nameCacheMs ?? NATIVE_CACHE_MS, attrTimeoutMs: NATIVE_CACHE_MS,
     }).catch((err: unknown) => {
       if (choice === 'auto' && err instanceof XenfsError && err.code === 'XENFS_ERR_UNSUPPORTED') return null;
       throw err;

@@ -161,6 +161,9 @@ class FrontendLoop {
   void reply_entry(const Pending& p, const proto::Response& r, const fusek::OpenOut* open = nullptr);
   void reply_open(const Pending& p, const proto::Response& r, bool dir);
   void reply_readdir(const Pending& p, const proto::Response& r, uint8_t* data);
+  // Another guest is writing the file (through passthrough, unseen by dom0): its size and times are only good
+  // for this answer.
+  uint32_t attr_timeout(const proto::Response& r) const { return (r.flags & proto::kRspVolatile) ? 0 : cfg_.attr_timeout_ms; }
   void valid(uint32_t ms, uint64_t& s, uint32_t& ns) const {
     s = ms / 1000;
     ns = (ms % 1000) * 1000000;
@@ -794,7 +797,7 @@ void FrontendLoop::complete(const proto::Response& r) {
     case FUSE_GETATTR:
     case FUSE_SETATTR: {
       fuse_attr_out o{};
-      valid(cfg_.attr_timeout_ms, o.attr_valid, o.attr_valid_nsec);
+      valid(attr_timeout(r), o.attr_valid, o.attr_valid_nsec);
       put_attr(o.attr, r.attr);
       return reply(p.unique, 0, {{&o, sizeof o}});
     }
@@ -852,7 +855,7 @@ void FrontendLoop::reply_entry(const Pending& p, const proto::Response& r, const
   e.nodeid = swap(r.node);
   e.generation = r.generation;
   valid(cfg_.entry_timeout_ms, e.entry_valid, e.entry_valid_nsec);
-  valid(cfg_.attr_timeout_ms, e.attr_valid, e.attr_valid_nsec);
+  valid(attr_timeout(r), e.attr_valid, e.attr_valid_nsec);
   put_attr(e.attr, r.attr);
   if (open) return reply(p.unique, 0, {{&e, sizeof e}, {const_cast<fusek::OpenOut*>(open), sizeof *open}});
   reply(p.unique, 0, {{&e, sizeof e}});
