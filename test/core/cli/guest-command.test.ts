@@ -14,13 +14,24 @@ const isUsage = (pattern: RegExp) => (err: unknown): boolean => {
   return true;
 };
 
-test('defaults: the standard control socket, 10 s of waiting, caching as dom0 configures it', () => {
+test('defaults: the standard control socket, 10 s of waiting, caching as dom0 configures it, the front end the kernel suits', () => {
   const env: NodeJS.ProcessEnv = {};
   const a = parseGuestArgs(['vm1', '--mount', 'relative/dir'], env);
   assert.deepEqual(a, {
     domain: 'vm1', mount: path.resolve('relative/dir'), exportName: undefined, controlPath: '/var/lib/xenfs/control.sock',
-    secret: undefined, waitMs: 10_000, cache: undefined, nameCacheMs: undefined, sandbox: null,
+    secret: undefined, waitMs: 10_000, cache: undefined, nameCacheMs: undefined, frontend: 'auto', passthrough: true,
+    sandbox: null,
   });
+});
+
+test('--frontend picks one of auto, native and fuse-native; --no-passthrough asks the kernel for none', () => {
+  for (const f of ['auto', 'native', 'fuse-native'] as const) {
+    assert.equal(parseGuestArgs(['a', '--mount', '/m', '--frontend', f], {}).frontend, f);
+  }
+  for (const bad of ['libfuse', '', 'NATIVE']) {
+    assert.throws(() => parseGuestArgs(['a', '--mount', '/m', '--frontend', bad], {}), isUsage(/--frontend/), bad);
+  }
+  assert.equal(parseGuestArgs(['a', '--mount', '/m', '--no-passthrough'], {}).passthrough, false);
 });
 
 test('the secret: first line of --secret-file, else $XENFS_SECRET, which is then dropped from the environment', () => {
