@@ -35,6 +35,12 @@ export interface ExportConfig {
   name: string;
   path: string;
   readOnly: boolean;
+  /**
+   * 'passthrough' (default): a native front end reads and writes files through the kernel, straight to dom0's
+   * page cache. 'dom0': every write to a file the guest may write goes through dom0, which then sees each one
+   * (reads of files the guest may only read still pass through).
+   */
+  writes: 'passthrough' | 'dom0';
 }
 
 export interface IdRangeConfig {
@@ -158,11 +164,14 @@ function readExport(r: Reader, v: unknown, key: string, shared: Map<string, Expo
   if (typeof v === 'string') {
     return shared.get(v) ?? r.fail(key, `names no shared export '${v}'`);
   }
-  const o = r.strictObj(v, key, ['name', 'path', 'readOnly']);
+  const o = r.strictObj(v, key, ['name', 'path', 'readOnly', 'writes']);
   const name = r.str(o.name, `${key}.name`);
   const p = path.resolve(dir, r.str(o.path, `${key}.path`));
   const readOnly = o.readOnly === undefined ? false : r.bool(o.readOnly, `${key}.readOnly`);
-  return { name, path: p, readOnly };
+  if (o.writes !== undefined && o.writes !== 'passthrough' && o.writes !== 'dom0') {
+    r.fail(`${key}.writes`, "must be 'passthrough' or 'dom0'");
+  }
+  return { name, path: p, readOnly, writes: o.writes === 'dom0' ? 'dom0' : 'passthrough' };
 }
 
 /** Parses and checks a config object; `file` is used in messages and to resolve relative paths. */
@@ -182,7 +191,9 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
       if (e.readOnly !== undefined && e.readOnly !== true) {
         r.fail(`exports.${name}.readOnly`, 'must be true if given: shared exports are always read-only');
       }
-      shared.set(name, { name, path: path.resolve(dir, r.str(e.path, `exports.${name}.path`)), readOnly: true });
+      shared.set(name, {
+        name, path: path.resolve(dir, r.str(e.path, `exports.${name}.path`)), readOnly: true, writes: 'passthrough',
+      });
     }
   }
   if (!Array.isArray(o.guests) || o.guests.length === 0) r.fail('guests', 'must be a non-empty array');

@@ -258,7 +258,7 @@ export class GuestSession extends EventEmitter<SessionEvents> {
     g: GuestConfig,
   ): Engine {
     const common = {
-      exports: g.exports.map((e) => ({ path: e.path, readOnly: e.readOnly })),
+      exports: g.exports.map((e) => ({ path: e.path, readOnly: e.readOnly, writesViaDom0: e.writes === 'dom0' })),
       features: this.#features,
       limits: engineLimits(g),
       ...(g.owner ? { identity: g.owner } : {}),

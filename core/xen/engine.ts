@@ -6,6 +6,8 @@ import { native, type NativeEngine, type NativeEngineStats } from './native.ts';
 export interface EngineExport {
   path: string;
   readOnly: boolean;
+  /** No passthrough for files the guest may write: their writes come through dom0. */
+  writesViaDom0?: boolean;
 }
 
 export interface EngineLimits {

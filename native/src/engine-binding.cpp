@@ -50,7 +50,7 @@ std::vector<ExportRoot> open_exports(const Napi::Object& o) {
       for (auto& r : roots) close(r.dirfd);
       throw std::runtime_error("cannot open export " + path + ": " + strerror(errno));
     }
-    roots.push_back(ExportRoot{fd, e.Get("readOnly").ToBoolean().Value()});
+    roots.push_back(ExportRoot{fd, e.Get("readOnly").ToBoolean().Value(), e.Get("writesViaDom0").ToBoolean().Value()});
   }
   if (roots.empty()) throw std::invalid_argument("Engine: a guest needs at least one export");
   return roots;

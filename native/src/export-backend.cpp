@@ -112,11 +112,13 @@ ExportBackend::ExportBackend(std::vector<ExportRoot> roots, BackendLimits limits
     : limits_(limits), ids_(std::move(ids)) {
   try {
     read_only_.resize(roots.size());
+    writes_via_dom0_.resize(roots.size());
     for (size_t i = 0; i < roots.size(); ++i) {
       Node root;
       root.exp = static_cast<uint32_t>(i);
       root.fd = own(std::exchange(roots[i].dirfd, -1));
       read_only_[i] = roots[i].read_only;
+      writes_via_dom0_[i] = roots[i].writes_via_dom0;
       struct stat st;
       if (root.fd && stat_fd(root.fd->fd, st) == 0) {
         root.key = Key{root.exp, st.st_dev, st.st_ino};

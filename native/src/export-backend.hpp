@@ -24,6 +24,7 @@ namespace xenfs {
 struct ExportRoot {
   int dirfd;
   bool read_only;
+  bool writes_via_dom0 = false;  // no passthrough backing for files the guest may write
 };
 
 class ExportBackend final : public FileBackend {
@@ -179,6 +180,7 @@ class ExportBackend final : public FileBackend {
   mutable std::mutex handles_mu_;
   SlotTable<HandleRef> handles_;
   std::vector<bool> read_only_;  // per export; fixed at construction
+  std::vector<bool> writes_via_dom0_;
   // Per export, made on first use: a detached, read-only clone of the export's mount (open_tree + mount_setattr),
   // through which read-only handles are registered as FUSE backing files (export-backing.cpp).
   int read_only_tree(uint32_t exp);

@@ -82,6 +82,9 @@ int ExportBackend::backing_fd(uint64_t fh, bool writable) {
   HandleRef h;
   if (int e = handle(fh, h)) return e;
   if (h->dir) return -EISDIR;
+  // An export whose writes dom0 must see registers no file the guest may write: its opens are then served
+  // through dom0, every one of them (one inode cannot mix passthrough and dom0-served opens).
+  if (writable && h->exp < writes_via_dom0_.size() && writes_via_dom0_[h->exp]) return -EACCES;
   if (writable && !read_only(h->exp)) {
     // The descriptor's own access mode does not matter: the kernel keeps only its path.
     int fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);

@@ -138,9 +138,10 @@ class FileBackend {
   // an inode on a connection, so registrations are per file: `backing_key` names the file behind handle `fh`
   // (-errno for a directory or anything but a regular file). `may_write` says whether the guest may write it: a
   // writable handle, or a reopen for writing that succeeds under the guest's identity (the caller sets it) on a
-  // writable export. `backing_fd` is the descriptor to register (the caller closes it): the kernel reopens a
-  // backing file by its path with the guest's open flags, so a file the guest may only read is backed through a
-  // read-only mount of its export, where no flag a guest front end sets can write.
+  // writable export. `backing_fd` is the descriptor to register (the caller closes it; -EACCES for a writable one
+  // on an export whose writes dom0 must see): the kernel reopens a backing file by its path with the guest's open
+  // flags, so a file the guest may only read is backed through a read-only mount of its export, where no flag a
+  // guest front end sets can write.
   struct BackingKey {
     uint64_t dev = 0, ino = 0;
     uint32_t exp = 0;

@@ -54,6 +54,8 @@ const cases: Array<[string, unknown, string, RegExp?]> = [
   ['export without a path',
     base({ guests: [guest({ exports: [{ name: 'a', path: 'a' }, { name: 'b' }] })] }), 'guests[0].exports[1].path'],
   ['export without a name', base({ guests: [guest({ exports: [{ path: 'a' }] })] }), 'guests[0].exports[0].name'],
+  ['writes neither passthrough nor dom0',
+    base({ guests: [guest({ exports: [{ name: 'a', path: 'a', writes: 'guest' }] })] }), 'guests[0].exports[0].writes'],
   ['readOnly not a boolean',
     base({ guests: [guest({ exports: [{ name: 'a', path: 'a', readOnly: 'yes' }] })] }), 'guests[0].exports[0].readOnly'],
   ['second guest\'s error', base({ guests: [guest(), guest({ name: 'g2', secret: 7 })] }), 'guests[1].secret'],
@@ -135,8 +137,8 @@ test('a valid config: defaults filled in, relative paths resolved against the fi
   assert.deepEqual(cfg.listen, { unix: false, tcp: { host: '127.0.0.1', port: 0 } });
   const [web, db] = cfg.guests;
   assert.deepEqual(web?.exports, [
-    { name: 'home', path: '/etc/xenfs/guests/web-1', readOnly: false },
-    { name: 'pub', path: '/srv/pub', readOnly: true },
+    { name: 'home', path: '/etc/xenfs/guests/web-1', readOnly: false, writes: 'passthrough' },
+    { name: 'pub', path: '/srv/pub', readOnly: true, writes: 'passthrough' },
   ]);
   assert.equal(web?.secret, 's');
   assert.equal(web?.uid, undefined);
@@ -144,6 +146,8 @@ test('a valid config: defaults filled in, relative paths resolved against the fi
   assert.deepEqual(db?.limits, { ...defaults.limits, maxHandles: 100, maxNodes: 16 });
   assert.equal(db?.uid, 1000);
   assert.equal(db?.exports[0]?.readOnly, true);
+  assert.equal(parseConfig(base({ guests: [guest({ exports: [{ name: 'a', path: 'a', writes: 'dom0' }] })] }), FILE)
+    .guests[0]?.exports[0]?.writes, 'dom0');
 });
 
 test('loadConfig: an unreadable file and invalid JSON name the file', () => {

@@ -50,6 +50,7 @@ describe('the native front end, two guests on one export, dom0 in this process',
   const domA = uniqueName('nat-a');
   const domB = uniqueName('nat-b');
   const domC = uniqueName('nat-c');
+  const domD = uniqueName('nat-d');
   const inA = (p: string): string => path.join(a.dir, p);
   const inB = (p: string): string => path.join(b.dir, p);
   const onHost = (p: string): string => path.join(scratch, 'shared', p);
@@ -58,10 +59,14 @@ describe('the native front end, two guests on one export, dom0 in this process',
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-native-'));
     scope.defer(() => fs.rmSync(scratch, { recursive: true, force: true }));
     fs.mkdirSync(onHost(''));
+    fs.mkdirSync(path.join(scratch, 'audited'));
     const shared = [{ name: 'home', path: 'shared' }];
     server = new XenfsServer(parseConfig({
       stateDir: 'state',
-      guests: [domA, domB, domC].map((name) => ({ name, secret: SECRET, exports: shared })),
+      guests: [
+        ...[domA, domB, domC].map((name) => ({ name, secret: SECRET, exports: shared })),
+        { name: domD, secret: SECRET, exports: [{ name: 'audited', path: 'audited', writes: 'dom0' }] },
+      ],
     }, path.join(scratch, 'xenfs.json')), silentLogger);
     server.start();
     scope.defer(() => server.stop());
@@ -87,6 +92,23 @@ describe('the native front end, two guests on one export, dom0 in this process',
     // Through dom0 this would be 64 WRITEs and 64 READs of 128 KiB; here only lookups, opens, flushes and releases.
     assert.ok(spent < 40, `${spent} requests reached dom0 for 16 MiB of I/O`);
     assert.ok((server.guestStats(domA)?.backingFiles ?? -1) === 0, 'registrations are dropped at release');
+  });
+
+  it('an export with writes: dom0 sends every write of a file the guest may write through dom0', async () => {
+    const d = await GuestMount.start({ dom0: server, domain: domD, secret: SECRET, frontend: 'native' });
+    try {
+      const data = Buffer.alloc(1 << 20, 'w');
+      const before = server.guestStats(domD)?.requests ?? 0;
+      await fsp.writeFile(path.join(d.dir, 'seen'), data);
+      const spent = (server.guestStats(domD)?.requests ?? 0) - before;
+      // 1 MiB is eight 128 KiB WRITEs, each of which dom0 served.
+      assert.ok(spent >= 8, `only ${spent} requests reached dom0`);
+      assert.ok(fs.readFileSync(path.join(scratch, 'audited', 'seen')).equals(data));
+      assert.ok((await fsp.readFile(path.join(d.dir, 'seen'))).equals(data));
+      assert.equal(server.guestStats(domD)?.backingFiles, 0);
+    } finally {
+      await d.cleanup();
+    }
   });
 
   it('a shared mapping in one guest and read() in the other see the same bytes, with no msync', async () => {
