@@ -102,6 +102,7 @@ export class GuestRing {
   readonly persistent: boolean;
   #nextId = 1;
   #flushScheduled = false;
+  #retryScheduled = false;
   #armScheduled = false;
   #closed: Error | null = null;
   /** Tags whose grants dom0 still held when we tried to revoke them; retried before reuse. */
@@ -217,6 +218,15 @@ export class GuestRing {
       if (this.#send(this.#queue.shift() as Queued)) notify = true;
     }
     if (notify) this.#evtchn.notify();
+    // Waiting only for grants dom0 still holds: no response will come to pump again, so look again shortly.
+    if (this.#queue.length > 0 && this.#freeTags.length === 0 && this.#pending.size === 0 && this.#stuckTags.length > 0 &&
+        !this.#retryScheduled) {
+      this.#retryScheduled = true;
+      setTimeout(() => {
+        this.#retryScheduled = false;
+        if (!this.#closed) this.#pump();
+      }, 1);
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());

@@ -2,7 +2,7 @@
 // library would refuse to encode, and scribble over its own ring and grant table.
 import { ControlConnection, type ControlMessage } from '../../core/xen/control-socket.ts';
 import { GuestRing } from '../../core/ring/guest-ring.ts';
-import { ALL_FEATURES, Op } from '../../core/protocol/opcodes.ts';
+import { ALL_FEATURES, Feature, Op } from '../../core/protocol/opcodes.ts';
 import { ReqOff, RspOff, SLOT_SIZE } from '../../core/protocol/layout.ts';
 
 export interface RawReply {
@@ -61,7 +61,9 @@ export class RawGuest {
     await next(); // InitWait
     const ring = new GuestRing({ name: `raw-${domain}`, persistent: false });
     conn.send(
-      { type: 'hello', domain, secret, version: 1, features: ALL_FEATURES, transport: 'ring', ring: ring.setup },
+      // Grants are revoked after each request (persistent: false), so dom0 must not keep them mapped.
+      { type: 'hello', domain, secret, version: 1, features: ALL_FEATURES & ~Feature.PERSISTENT_GRANTS, transport: 'ring',
+        ring: ring.setup },
       ring.remoteFds,
     );
     const welcome = (await next()) as { type: string; message?: string };
@@ -72,11 +74,25 @@ export class RawGuest {
 
   /** Sends a hand-made slot. Strings go inline, unchecked. */
   async call(r: RawRequest): Promise<RawReply> {
-    return this.send(r).reply;
+    return this.#dispatch(r).reply;
   }
 
-  /** As call(), and says which id the request went out with: what an INTERRUPT names. */
+  /**
+   * As call(), and says which id the request went out with: what an INTERRUPT names. Throws when the ring has no
+   * free slot (the request then waits unnumbered in the queue).
+   */
   send(r: RawRequest): { id: bigint; reply: Promise<RawReply> } {
+    const { slot, reply } = this.#dispatch(r);
+    // The ring numbers a request as it publishes it, at once while it has a free slot.
+    const id = slot.readBigUInt64LE(ReqOff.ID);
+    if (id === 0n) {
+      reply.catch(() => {});
+      throw new Error('the ring is full: the request has no id yet');
+    }
+    return { id, reply };
+  }
+
+  #dispatch(r: RawRequest): { slot: Buffer; reply: Promise<RawReply> } {
     const slot = Buffer.alloc(SLOT_SIZE);
     const n1 = typeof r.name1 === 'string' ? Buffer.from(r.name1) : (r.name1 ?? Buffer.alloc(0));
     const n2 = typeof r.name2 === 'string' ? Buffer.from(r.name2) : (r.name2 ?? Buffer.alloc(0));
@@ -98,13 +114,7 @@ export class RawGuest {
     const reply = this.ring.call(slot, null, r.len ?? 0).then((rsp) => ({
       status: rsp.slot.readInt32LE(8), len: rsp.slot.readUInt32LE(12), slot: rsp.slot, data: rsp.data,
     }));
-    // The ring numbers a request as it publishes it, at once while it has a free slot.
-    const id = slot.readBigUInt64LE(ReqOff.ID);
-    if (id === 0n) {
-      reply.catch(() => {});
-      throw new Error('the ring is full: the request has no id yet');
-    }
-    return { id, reply };
+    return { slot, reply };
   }
 
   /** WALK to `path` from the first export's root and OPEN it with `flags`: the handle. */
