@@ -39,6 +39,12 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-frtti", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2", "-pthread"],
       "ldflags": ["-pthread"]
+    },
+    {
+      "target_name": "xenfs-enter",
+      "type": "executable",
+      "sources": ["native/enter/xenfs-enter.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -10,7 +10,9 @@ import { XenfsError } from '../errors.ts';
 import { MAX_NAME_CACHE_MS, type FuseCacheMode } from '../frontend/fuse-mount.ts';
 import type { GuestOptions } from '../frontend/guest.ts';
 import { mountExport, type FrontendChoice, type MountedExport } from '../frontend/mount.ts';
-import { buildRoot, enterNamespaces, makeRootDir, runWorkload } from '../frontend/sandbox.ts';
+import { buildRoot, enterNamespaces, guestIds, makeRootDir, runWorkload } from '../frontend/sandbox.ts';
+import { closeFd } from '../xen/control-socket.ts';
+import { probeFuseKernel } from '../xen/fuse-kernel.ts';
 import { fileURLToPath } from 'node:url';
 import { stderrLogger } from '../util/log.ts';
 
@@ -137,10 +139,10 @@ function connectOptions(args: GuestArgs): Omit<GuestOptions, 'takeOver'> {
   };
 }
 
-function mount(args: GuestArgs, dir: string, allowOther: boolean): Promise<MountedExport> {
+function mount(args: GuestArgs, dir: string, allowOther: boolean, fuseFd?: number): Promise<MountedExport> {
   return mountExport(connectOptions(args), dir, {
     exportName: args.exportName, cache: args.cache, nameCacheMs: args.nameCacheMs, allowOther,
-    frontend: args.frontend, passthrough: args.passthrough, logger: stderrLogger,
+    frontend: args.frontend, passthrough: args.passthrough, logger: stderrLogger, fuseFd,
   });
 }
 
@@ -184,6 +186,31 @@ export async function guestCommand(argv: string[]): Promise<void> {
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 /**
+ * argv without --secret-file: the secret goes inwards in the environment, and an unprivileged front end could
+ * not read dom0's file anyway. Only what precedes the workload's `--` is looked at.
+ */
+function withoutSecretFile(argv: string[]): string[] {
+  const end = argv.indexOf('--');
+  const own = end < 0 ? argv : argv.slice(0, end);
+  const out: string[] = [];
+  for (let i = 0; i < own.length; i++) {
+    const a = own[i] as string;
+    if (a === '--secret-file') i++;
+    else if (!a.startsWith('--secret-file=')) out.push(a);
+  }
+  return end < 0 ? out : [...out, ...argv.slice(end)];
+}
+
+/** Whether the kernel agrees to FUSE passthrough, asked with a mount on `emptyDir` (which it leaves empty). */
+function passthroughOn(emptyDir: string): boolean {
+  try {
+    return probeFuseKernel(emptyDir).passthrough;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * `--sandbox`: first re-run this command inside new namespaces; there, build the workload's root, mount the
  * export into it, run the workload, and exit with its status once it is done and everything is unmounted.
  */
@@ -195,11 +222,27 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
     // Made out here so it is removed out here, even when the guest inside is killed: its mounts go with its
     // namespace, and what is left in dom0's view is this empty directory.
     const rootDir = makeRootDir();
+    let tmpDir: string | null = null;
     let code: number;
     try {
+      // The native front end runs unprivileged, in a user namespace of its own; fuse-native (libfuse2 opens
+      // /dev/fuse and mounts itself) keeps root in the sandbox's namespaces. The empty root directory is where the
+      // kernel is asked which one it can be.
+      const native = args.frontend === 'native' || (args.frontend === 'auto' && args.passthrough && passthroughOn(rootDir));
+      const ids = native ? guestIds(args.domain) : undefined;
+      // An unprivileged front end gets a temporary directory it may write (Node and tsx keep caches there), in
+      // /tmp: $TMPDIR may be a directory only root can enter.
+      if (ids) {
+        tmpDir = fs.mkdtempSync('/tmp/xenfs-frontend-');
+        fs.chownSync(tmpDir, ids.base, ids.base);
+      }
+      // Before argv, which ends with the workload's command line; a --frontend given there still wins.
       code = await enterNamespaces([process.execPath, ...process.execArgv, MAIN, 'guest', '--sandbox-inside',
-        '--sandbox-root', rootDir, ...argv], env);
+        '--sandbox-root', rootDir, '--frontend', native ? 'native' : 'fuse-native', ...withoutSecretFile(argv)],
+      tmpDir ? { ...env, TMPDIR: tmpDir } : env, ids);
     } finally {
+      // The front end's own scratch space: nothing is ever mounted there.
+      if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
       // rmdir, never a recursive removal: were anything mounted there in dom0's view, it must not be emptied.
       try {
         fs.rmdirSync(rootDir);
@@ -219,10 +262,14 @@ async function sandboxed(argv: string[], args: GuestArgs): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Set by xenfs-enter: a /dev/fuse opened in this user namespace, the only kind the kernel mounts here.
+  const fuseFd = process.env.XENFS_FUSE_FD === undefined ? undefined : Number(process.env.XENFS_FUSE_FD);
+  delete process.env.XENFS_FUSE_FD;
   const root = buildRoot(args.mount, box.root);
   let code = 1;
   try {
-    const mounted = await mount(args, root.mountpoint, true);
+    const mounted = await mount(args, root.mountpoint, true, fuseFd);
+    if (fuseFd !== undefined) closeFd(fuseFd);
     try {
       code = await runWorkload(root.root, {
         command: box.command, uid: box.uid, gid: box.uid, cwd: args.mount, stop: stop.signal,

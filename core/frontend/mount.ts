@@ -19,6 +19,8 @@ export interface ExportMountOptions {
   frontend?: FrontendChoice;
   /** Ask the kernel for passthrough (default true); 'auto' picks fuse-native without it. */
   passthrough?: boolean;
+  /** A /dev/fuse descriptor for the native front end to mount, instead of opening one (a user namespace's). */
+  fuseFd?: number;
   logger?: Logger;
 }
 
@@ -44,7 +46,7 @@ export async function mountExport(connect: Omit<GuestOptions, 'takeOver'>, dir: 
   const choice = opts.frontend ?? 'auto';
   if (choice !== 'fuse-native') {
     const m = await NativeMount.mount(connect, dir, {
-      exportName: opts.exportName, allowOther: opts.allowOther, passthrough: opts.passthrough ?? true,
+      exportName: opts.exportName, allowOther: opts.allowOther, passthrough: opts.passthrough ?? true, fuseFd: opts.fuseFd,
       requirePassthrough: choice === 'auto', logger: opts.logger,
       entryTimeoutMs: opts.nameCacheMs ?? NATIVE_CACHE_MS, attrTimeoutMs: NATIVE_CACHE_MS,
     }).catch((err: unknown) => {

@@ -23,6 +23,8 @@ export interface NativeMountOptions {
   allowOther?: boolean;
   /** Ask for kernel passthrough (default true). Without it every read and write goes through dom0. */
   passthrough?: boolean;
+  /** Mount this /dev/fuse descriptor (duplicated) instead of opening one. */
+  fuseFd?: number;
   /**
    * Refuse (XENFS_ERR_UNSUPPORTED, before contacting dom0) when the kernel cannot mount a FUSE connection here or
    * does not agree to passthrough: the caller then falls back to fuse-native.
@@ -159,7 +161,7 @@ function openConnection(dir: string, fsname: string, opts: NativeMountOptions): 
   try {
     conn = openFuseConnection(dir, {
       allowOther: opts.allowOther ?? false, passthrough: opts.passthrough ?? true, maxWrite: MAX_WRITE,
-      fsname: fsname.replace(/[^A-Za-z0-9._:@+-]/g, '_'),
+      fsname: fsname.replace(/[^A-Za-z0-9._:@+-]/g, '_'), fd: opts.fuseFd,
     });
   } catch (err) {
     if (!opts.requirePassthrough) throw err;

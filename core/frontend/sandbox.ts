@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { XenfsError } from '../errors.ts';
+import { ENTER_PROGRAM } from '../xen/native.ts';
 
 /** System directories a workload may read (never /etc, /root, /home, /var, /srv, /tmp of dom0). */
 export const SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib64'];
@@ -43,21 +44,44 @@ function firstChild(pid: number): number | null {
   }
 }
 
+/** Host ids a guest's front end runs as: `base` is its uid and gid 0, `count` ids from there are mapped. */
+export interface GuestIds {
+  base: number;
+  count: number;
+}
+
+/** Ids for `domain`'s front end: a 65536-id range of its own, chosen by name, above the host's ordinary ids. */
+export function guestIds(domain: string): GuestIds {
+  let h = 0x811c9dc5;
+  for (const c of Buffer.from(domain)) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  // 16384 ranges from 2^30: clear of the uids distributions hand out, and of each other unless names collide.
+  return { base: 2 ** 30 + (h % 16384) * 65536, count: 65536 };
+}
+
 /**
  * Re-runs `argv` (a CLI invocation) in new mount, PID and network namespaces; resolves with its exit code. The
  * child becomes PID 1 of its namespace, so when it exits every process of the guest is gone with it. SIGINT and
  * SIGTERM are passed to that child, which stops its workload and unmounts.
+ *
+ * With `ids`, the child also gets a user namespace of its own (uid 0 there is `ids.base` on the host) and a
+ * /dev/fuse opened in it, as XENFS_FUSE_FD: the front end then holds no privilege on the host at all.
  */
-export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process.env, ids?: GuestIds): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['--mount', '--pid', '--net', '--fork', '--propagation', 'private', '--', ...argv], {
-      stdio: 'inherit',
-      env,
-    });
+    const child = ids
+      ? spawn(ENTER_PROGRAM, [String(ids.base), String(ids.count), '--', ...argv], { stdio: 'inherit', env })
+      : spawn('unshare', ['--mount', '--pid', '--net', '--fork', '--propagation', 'private', '--', ...argv], {
+        stdio: 'inherit',
+        env,
+      });
     const forward = (sig: NodeJS.Signals): void => {
-      // Not to unshare: with --fork it blocks SIGINT and SIGTERM and only waits. Its child is the front end, PID
-      // 1 of the new namespace, which a signal from outside reaches because it handles them. Before that child
-      // exists there is nothing to stop cleanly, and unshare goes at once.
+      // xenfs-enter passes signals on itself. Not to unshare: with --fork it blocks SIGINT and SIGTERM and only
+      // waits. Its child is the front end, PID 1 of the new namespace, which a signal from outside reaches because
+      // it handles them. Before that child exists there is nothing to stop cleanly, and unshare goes at once.
+      if (ids) {
+        child.kill(sig);
+        return;
+      }
       const inner = child.pid === undefined ? null : firstChild(child.pid);
       try {
         if (inner !== null) process.kill(inner, sig);
@@ -77,9 +101,12 @@ export function enterNamespaces(argv: string[], env: NodeJS.ProcessEnv = process
   });
 }
 
-/** A new empty directory for a sandbox root, in dom0's temporary directory. */
+/**
+ * A new empty directory for a sandbox root, in /tmp: an unprivileged front end must reach it to mount on it, and
+ * $TMPDIR may be a directory only root can enter.
+ */
 export function makeRootDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-sandbox-'));
+  return fs.mkdtempSync('/tmp/xenfs-sandbox-');
 }
 
 /**
@@ -87,7 +114,8 @@ export function makeRootDir(): string {
  * mount namespace `enterNamespaces` made: every mount here is invisible to dom0 and vanishes with the namespace;
  * seen from dom0, `root` stays an empty directory, which whoever made it removes.
  */
-export function buildRoot(mountDir: string, root = makeRootDir()): SandboxRoot {
+export function buildRoot(mountDir: string, given?: string): SandboxRoot {
+  const root = given ?? makeRootDir();
   if (!path.isAbsolute(mountDir)) throw new XenfsError('XENFS_ERR_SANDBOX', `sandbox: --mount ${mountDir} must be absolute`);
   run('mount', ['-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev', 'xenfs-root', root]);
   for (const dir of SYSTEM_DIRS) {
@@ -126,7 +154,8 @@ export function buildRoot(mountDir: string, root = makeRootDir()): SandboxRoot {
       cleaned = true;
       // Lazily, deepest first: the namespace dies with us anyway, this keeps a long-lived init tidy.
       spawnSync('umount', ['-R', '-l', root]);
-      fs.rmSync(root, { recursive: true, force: true });
+      // A directory handed in is its maker's to remove (an unprivileged front end could not).
+      if (given === undefined) fs.rmSync(root, { recursive: true, force: true });
     },
   };
 }

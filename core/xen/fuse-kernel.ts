@@ -30,6 +30,8 @@ export interface FuseProbeOptions {
   maxWrite?: number;
   /** The source /proc/mounts shows (default xenfs-probe); no commas. */
   fsname?: string;
+  /** A /dev/fuse descriptor to mount (duplicated) instead of opening one: see native/enter/xenfs-enter.c. */
+  fd?: number;
 }
 
 /**

@@ -109,7 +109,7 @@ export interface NativeAddon {
   dupFd(fd: number): number;
   createEventFd(): number;
   fuseProbe(dir: string, opts?: { allowOther?: boolean; passthrough?: boolean; backingFile?: string; keep?: boolean;
-    maxWrite?: number; fsname?: string }): NativeFuseProbe;
+    maxWrite?: number; fsname?: string; fd?: number }): NativeFuseProbe;
   FuseFrontend: new (options: NativeFrontendOptions, onExit: (errno: number, why: string) => void) => NativeFuseFrontend;
   /** umount2(dir, MNT_DETACH): 0 or errno. */
   fuseDetach(dir: string): number;
@@ -177,3 +177,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
 export const native = require(path.join(here, '..', '..', 'build', 'Release', 'xenfs_native.node')) as NativeAddon;
+
+/**
+ * The program that starts a guest's front end unprivileged, in a user namespace of its own with a /dev/fuse opened
+ * there (native/enter/xenfs-enter.c), built beside the addon.
+ */
+export const ENTER_PROGRAM = path.join(here, '..', '..', 'build', 'Release', 'xenfs-enter');

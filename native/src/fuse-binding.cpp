@@ -39,8 +39,17 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
   Napi::Object opts = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
   ProbeMount pm;
   pm.dir = info[0].As<Napi::String>().Utf8Value();
-  pm.fd = fuse_device_open();
-  if (pm.fd < 0) throw errno_error(env, -pm.fd, std::string("opening /dev/fuse failed: ") + strerror(-pm.fd));
+  if (opts.Has("fd") && opts.Get("fd").IsNumber()) {
+    // A /dev/fuse opened elsewhere: in a user namespace, the kernel mounts only a connection opened in that
+    // namespace (native/enter/xenfs-enter.c opens it there). Duplicated: the caller keeps its own.
+    int given = opts.Get("fd").As<Napi::Number>().Int32Value();
+    if (int rc = fuse_device_check(given); rc < 0) throw errno_error(env, -rc, "fuseProbe: fd is not /dev/fuse");
+    pm.fd = fcntl(given, F_DUPFD_CLOEXEC, 3);
+    if (pm.fd < 0) throw errno_error(env, errno, std::string("duplicating /dev/fuse failed: ") + strerror(errno));
+  } else {
+    pm.fd = fuse_device_open();
+    if (pm.fd < 0) throw errno_error(env, -pm.fd, std::string("opening /dev/fuse failed: ") + strerror(-pm.fd));
+  }
   FuseMountSpec spec;
   spec.dir = pm.dir;
   spec.fsname = "xenfs-probe";

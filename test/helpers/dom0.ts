@@ -29,6 +29,9 @@ export class Dom0 {
   private constructor(opts: Dom0Options) {
     this.#ownsDir = opts.dir === undefined;
     this.dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-dom0-'));
+    // Traversable (not listable), as /var/lib is: a sandboxed guest's front end, unprivileged, reaches the
+    // control socket in the state directory.
+    if (opts.dir === undefined) fs.chmodSync(this.dir, 0o711);
     this.stateDir = path.join(this.dir, 'state');
     this.controlPath = path.join(this.stateDir, 'control.sock');
     this.configPath = path.join(this.dir, 'xenfs.json');

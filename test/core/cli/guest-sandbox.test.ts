@@ -109,6 +109,18 @@ test('SIGTERM to a sandboxed guest stops its workload, unmounts, and leaves no p
   const exited = new Promise<number | null>((resolve) => cli.once('exit', (code) => resolve(code)));
   try {
     await waitFor(() => fs.existsSync(path.join(home, 'started')), 30_000, 'the workload to start');
+    // The front end inside (the native one, on this kernel) holds no privilege on the host: a uid of its own, and
+    // no capability outside its user namespace.
+    const inner = processesWith('--sandbox-inside').filter((pid) => {
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      return argv[0] === process.execPath && argv.includes(domain); // not the xenfs-enter processes above it
+    });
+    assert.equal(inner.length, 1, 'one front end inside the sandbox');
+    const status = fs.readFileSync(`/proc/${inner[0]}/status`, 'utf8');
+    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)?.slice(1).map(Number) ?? [];
+    assert.equal(uids.length, 4);
+    assert.ok(uids.every((u) => u >= 2 ** 30), `the front end runs as host uid ${uids.join('/')}, not root`);
+    assert.notEqual(fs.readlinkSync(`/proc/${inner[0]}/ns/user`), fs.readlinkSync('/proc/self/ns/user'), 'in a user namespace of its own');
     cli.kill('SIGTERM');
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('hung'), 20_000))]);
     assert.equal(code, 128 + 15, 'the workload was ended by SIGTERM and its status came back');
