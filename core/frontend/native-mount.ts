@@ -176,14 +176,15 @@ function openConnection(dir: string, fsname: string, opts: NativeMountOptions): 
 }
 
 /**
- * A killed front end leaves a mount nobody serves (ENOTCONN): it is detached so the directory can be mounted
- * again. A live filesystem there is refused, as fuse-native's front end does.
+ * A killed front end leaves a mount nobody serves (ENOTCONN, or ECONNABORTED once aborted): it is detached so the
+ * directory can be mounted again. A live filesystem there is refused, as fuse-native's front end does.
  */
 function clearDeadMount(dir: string): void {
   try {
     fs.statSync(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOTCONN') detachMount(dir);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') detachMount(dir);
     return;
   }
   if (isMountPoint(dir)) throw new XenfsError('XENFS_ERR_CONFIG', `${dir} is already a mount point`);
