@@ -70,8 +70,12 @@ Napi::Value FuseProbe(const Napi::CallbackInfo& info) {
   bool want_passthrough = !opts.Has("passthrough") || opts.Get("passthrough").ToBoolean();
   // ATOMIC_O_TRUNC: O_TRUNC travels with the OPEN that dom0 checks, instead of as a separate SETATTR.
   // POSIX_LOCKS, FLOCK_LOCKS: fcntl and flock locks go to the server (dom0's lock table), not kept in this kernel.
+  // HANDLE_KILLPRIV_V2: the server kills setuid/setgid bits and capabilities on write; the kernel then marks the
+  // superblock SB_NOSEC and stops asking for security.capability before every write(2), a round trip per write
+  // even with passthrough (measured: 1 FUSE request per write without it, 0 with it). Guests cannot set those
+  // bits (dom0 strips them from every chmod) nor see security.* xattrs, so there is nothing of theirs to kill.
   uint64_t wanted = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_ATOMIC_O_TRUNC |
-                    FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS |
+                    FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS | FUSE_HANDLE_KILLPRIV_V2 |
                     (want_passthrough ? fusek::kPassthrough : 0);
   uint32_t max_write = 1u << 20;
   if (opts.Has("maxWrite") && opts.Get("maxWrite").IsNumber()) {

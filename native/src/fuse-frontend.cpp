@@ -772,6 +772,12 @@ void FrontendLoop::complete(const proto::Response& r) {
         break;
     }
   }
+  if (r.status == -ENOENT && p.opcode == FUSE_LOOKUP && cfg_.entry_timeout_ms > 0) {
+    // A negative entry, cached like a positive one: dom0 invalidates it here when another guest creates the name.
+    fuse_entry_out e{};
+    valid(cfg_.entry_timeout_ms, e.entry_valid, e.entry_valid_nsec);
+    return reply(p.unique, 0, {{&e, sizeof e}});
+  }
   if (r.status < 0) return reply(p.unique, r.status >= -4095 ? r.status : -EIO);
   const uint32_t len = std::min<uint32_t>(r.len, proto::kMaxData);
   switch (p.opcode) {

@@ -94,6 +94,22 @@ describe('the native front end, two guests on one export, dom0 in this process',
     assert.ok((server.guestStats(domA)?.backingFiles ?? -1) === 0, 'registrations are dropped at release');
   });
 
+  it('names and attributes cached in one guest follow another guest\'s changes at once (pushed invalidation)', async () => {
+    // B caches that the name is missing, then its attributes, then its absence again: A's changes drop each.
+    await assert.rejects(fsp.stat(inB('cached')), { code: 'ENOENT' });
+    await fsp.writeFile(inA('cached'), 'one');
+    assert.equal((await fsp.stat(inB('cached'))).size, 3);
+    await fsp.writeFile(inA('cached'), 'three');
+    assert.equal((await fsp.stat(inB('cached'))).size, 5);
+    await fsp.chmod(inA('cached'), 0o600);
+    assert.equal((await fsp.stat(inB('cached'))).mode & 0o777, 0o600);
+    await fsp.rename(inA('cached'), inA('moved'));
+    await assert.rejects(fsp.stat(inB('cached')), { code: 'ENOENT' });
+    assert.equal(await fsp.readFile(inB('moved'), 'utf8'), 'three');
+    await fsp.unlink(inA('moved'));
+    await assert.rejects(fsp.stat(inB('moved')), { code: 'ENOENT' });
+  });
+
   it('an export with writes: dom0 sends every write of a file the guest may write through dom0', async () => {
     const d = await GuestMount.start({ dom0: server, domain: domD, secret: SECRET, frontend: 'native' });
     try {
