@@ -42,13 +42,31 @@ async function stopChild(child: ChildProcess, mountpoint?: string): Promise<void
   if (mountpoint && isMountPoint(mountpoint)) spawnSync('umount', ['-l', mountpoint]);
 }
 
-/** Waits for the JSON line with "type":"ready" a mounting child prints on stdout once its mount is up. */
-function readyLine(child: ChildProcess, what: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+/** The JSON line with "type":"ready" a mounting child prints; the fields bench:fs checks. */
+export interface ReadyLine {
+  type: 'ready';
+  /** `xenfs guest` only: the front end serving the mount, and whether the kernel agreed to passthrough. */
+  frontend?: string;
+  passthrough?: boolean;
+}
+
+/** Waits for the ready line a mounting child prints on stdout once its mount is up. */
+function readyLine(child: ChildProcess, what: string): Promise<ReadyLine> {
+  return new Promise<ReadyLine>((resolve, reject) => {
     let buf = '';
     child.stdout?.on('data', (d: Buffer) => {
       buf += d.toString();
-      if (buf.includes('"ready"')) resolve();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!line.includes('"ready"')) continue;
+        try {
+          const parsed = JSON.parse(line) as { type?: unknown };
+          if (parsed.type === 'ready') resolve(parsed as ReadyLine);
+        } catch {
+          // a line that is not the ready record
+        }
+      }
     });
     child.once('exit', (code) => reject(new Error(`${what} exited with ${code} before mounting`)));
   });
@@ -58,8 +76,9 @@ function readyLine(child: ChildProcess, what: string): Promise<void> {
 const whenMounted = (what: string, ms: number) => (_child: ChildProcess, dir: string): Promise<void> =>
   waitFor(() => isMountPoint(dir), ms, `${what} on ${dir}`);
 
-/** A mount process is ready once it prints its ready line. */
-const whenReady = (what: string) => (child: ChildProcess): Promise<void> => readyLine(child, what);
+/** A mount process is ready once it prints its ready line, which `check` may refuse by throwing. */
+const whenReady = (what: string, check: (ready: ReadyLine) => void = () => {}) =>
+  async (child: ChildProcess): Promise<void> => check(await readyLine(child, what));
 
 /** One peer's mount processes, each serving its own directory under `work`; stopped by PID, unmounted by path. */
 class MountProcesses {
@@ -170,17 +189,34 @@ export class SshfsPeer implements Peer {
   }
 }
 
+/**
+ * The front end a XenFS row runs: fuse-native (libfuse2, every byte through dom0), or the native one with kernel
+ * passthrough, which a row only measures when the kernel agreed to it.
+ */
+export type XenfsFrontend = 'fuse-native' | 'native-passthrough';
+
+/** Throws unless a guest's ready line says it is served by `frontend`. */
+function checkFrontend(frontend: XenfsFrontend, ready: ReadyLine): void {
+  const want = frontend === 'fuse-native' ? 'fuse-native' : 'native';
+  if (ready.frontend !== want) throw new Error(`xenfs guest mounted with the ${ready.frontend} front end, not ${want}`);
+  if (frontend === 'native-passthrough' && ready.passthrough !== true) {
+    throw new Error('the kernel did not agree to FUSE passthrough (the native front end mounted without it)');
+  }
+}
+
 /** XenFS: one dom0 server, and one guest domain per mount, each running `xenfs guest` as its own process. */
 export class XenfsPeer implements Peer {
   readonly name: string;
+  readonly #frontend: XenfsFrontend;
   readonly #args: string[];
   #dom0: Dom0 | null = null;
   readonly #guests = new MountProcesses();
 
-  /** `extraArgs` select a front end or cache mode, for extra rows such as a passthrough front end later. */
-  constructor(name = 'xenfs', extraArgs: string[] = []) {
+  /** `extraArgs` select a cache mode, for extra rows. The front end is always named: `xenfs guest` picks one itself. */
+  constructor(name: string, frontend: XenfsFrontend, extraArgs: string[] = []) {
     this.name = name;
-    this.#args = extraArgs;
+    this.#frontend = frontend;
+    this.#args = ['--frontend', frontend === 'fuse-native' ? 'fuse-native' : 'native', ...extraArgs];
   }
 
   async mount(base: string, work: string, count: number): Promise<Mounted[]> {
@@ -196,7 +232,7 @@ export class XenfsPeer implements Peer {
     return this.#guests.start(work, this.name, count, (dir, i) => spawn(process.execPath, [
       '--import', 'tsx', path.join(ROOT, 'core', 'cli', 'main.ts'), 'guest', `bench-${i}`, '--mount', dir,
       '--control', dom0.controlPath, '--secret-file', secretFile, ...this.#args,
-    ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT }), whenReady('xenfs guest'),
+    ], { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT }), whenReady('xenfs guest', (r) => checkFrontend(this.#frontend, r)),
     // dom0 serves every guest: its memory counts once, with the first.
     (i) => (i === 0 && dom0.pid ? [dom0.pid] : []));
   }

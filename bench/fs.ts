@@ -1,16 +1,17 @@
 // bench:fs — the same fio jobs and metadata loop against a local directory, bindfs --multithreaded, sshfs over
-// loopback, a bare fuse-native passthrough (XenFS's portable front end with no ring behind it) and XenFS guest mounts, in
-// one run; then the memory test (4 mounts of each kind read one 1 GiB file) and the coherency test (a change through
-// one of those mounts, seen through another).
+// loopback, a bare fuse-native passthrough (XenFS's portable front end with no ring behind it) and XenFS guest mounts
+// (the fuse-native front end, and the native one with kernel passthrough), in one run; then the memory test (4 mounts
+// of each kind read one 1 GiB file) and the coherency test (a change through one of those mounts, seen through another).
 // Usage: npm run bench:fs [-- --json] [--passes N] [--size-mib N] [--meta N] [--mem-mounts N]
 //        [--coherency-rounds N] [--coherency-timeout-ms N]
-//        [--peers local,bindfs,sshfs,fuse-native,xenfs[,xenfs-names,xenfs-auto]]
+//        [--peers local,bindfs,sshfs,fuse-native,xenfs,xenfs-passthrough[,xenfs-names,xenfs-auto]]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { benchArgs } from './args.ts';
 import { BindfsPeer, FuseNativePeer, LocalPeer, SshfsPeer, XenfsPeer, type Peer } from './fs-peers.ts';
-import { GiB, coherency, median, memoryCopies, meta, randread, seqread, seqwrite, type Coherency, type FioOptions } from './fs-jobs.ts';
+import { GiB, coherency, median, memoryCopies, meta, randread, seqread, seqwrite, type FioOptions } from './fs-jobs.ts';
+import { coherencyP99, copiesKey, printResults, type Results, type Row } from './fs-report.ts';
 
 const { json, num, list } = benchArgs();
 const PASSES = num('--passes', 3);
@@ -21,29 +22,25 @@ const COHERENCY_ROUNDS = num('--coherency-rounds', 20);
 // sshfs keeps attributes for 20 s by default: rounds that long would dominate the run, so a change unseen after
 // this long counts at this value (and is reported as a timeout).
 const COHERENCY_TIMEOUT_MS = num('--coherency-timeout-ms', 1500);
-const PEERS = list('--peers', ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs']);
+const PEERS = list('--peers', ['local', 'bindfs', 'sshfs', 'fuse-native', 'xenfs', 'xenfs-passthrough']);
 // The memory test compares the ways guests could share files; local is the file itself, and fuse-native is a
 // front end, not a way to share.
-const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs', 'xenfs-names', 'xenfs-auto']);
+const MEMORY_PEERS = new Set(['bindfs', 'sshfs', 'xenfs', 'xenfs-passthrough', 'xenfs-names', 'xenfs-auto']);
 
 const makers: Record<string, () => Peer> = {
   local: () => new LocalPeer(),
   bindfs: () => new BindfsPeer(),
   sshfs: () => new SshfsPeer(),
   'fuse-native': () => new FuseNativePeer(),
-  xenfs: () => new XenfsPeer(),
-  // Not run by default, for comparison: the one-copy mount with a 100 ms name cache, and the administrator's trade
-  // of memory for speed (a page cache per mount).
-  'xenfs-names': () => new XenfsPeer('xenfs-names', ['--name-cache-ms', '100']),
-  'xenfs-auto': () => new XenfsPeer('xenfs-auto', ['--cache', 'auto']),
+  // The portable front end, named: `xenfs guest` would pick the native one where the kernel has passthrough.
+  xenfs: () => new XenfsPeer('xenfs', 'fuse-native'),
+  // The native front end; only with passthrough agreed, else it is reported unavailable.
+  'xenfs-passthrough': () => new XenfsPeer('xenfs-passthrough', 'native-passthrough'),
+  // Not run by default, for comparison with the xenfs row (fuse-native): the one-copy mount with a 100 ms name
+  // cache, and the administrator's trade of memory for speed (a page cache per mount).
+  'xenfs-names': () => new XenfsPeer('xenfs-names', 'fuse-native', ['--name-cache-ms', '100']),
+  'xenfs-auto': () => new XenfsPeer('xenfs-auto', 'fuse-native', ['--cache', 'auto']),
 };
-
-interface Row {
-  fs: string; // local | bindfs | sshfs | fuse-native | xenfs | xenfs-names | xenfs-auto
-  job: 'seqread' | 'seqwrite' | 'randread' | 'meta';
-  value: number;
-  unit: 'MB/s' | 'IOPS' | 'ops/s';
-}
 
 /** A warm-up pass, then the median of PASSES. */
 function measured(run: () => number): number {
@@ -65,10 +62,8 @@ async function dataJobs(peer: Peer, base: string, work: string, rows: Row[]): Pr
 async function main(): Promise<void> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-benchfs-base-'));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-benchfs-work-'));
-  const rows: Row[] = [];
-  const unavailable: Record<string, string> = {};
-  const memory: Record<string, number> = {};
-  const coherencyOf: Record<string, Coherency> = {};
+  const r: Results = { rows: [], memory: {}, coherency: {}, unavailable: {} };
+  const { rows, memory, unavailable } = r;
   try {
     for (const name of PEERS) {
       const make = makers[name];
@@ -94,10 +89,10 @@ async function main(): Promise<void> {
       try {
         const mounts = await peer.mount(base, work, MEM_MOUNTS);
         const copies = memoryCopies(mounts.map((m) => m.dir), memFile, GiB, () => mounts.flatMap((m) => m.pids()));
-        memory[`${name}_copies`] = Number(copies.toFixed(2));
+        memory[copiesKey(name)] = Number(copies.toFixed(2));
         // Coherency between two of those mounts: a change through one, seen through the other.
         const [a, b] = mounts;
-        if (a && b) coherencyOf[name] = coherency(a.dir, b.dir, COHERENCY_ROUNDS, COHERENCY_TIMEOUT_MS);
+        if (a && b) r.coherency[name] = coherency(a.dir, b.dir, COHERENCY_ROUNDS, COHERENCY_TIMEOUT_MS);
       } catch (err) {
         unavailable[`${name} (memory)`] = (err as Error).message;
       } finally {
@@ -108,25 +103,13 @@ async function main(): Promise<void> {
     fs.rmSync(base, { recursive: true, force: true });
     fs.rmSync(work, { recursive: true, force: true });
   }
-  print(rows, memory, unavailable);
-  for (const [name, c] of Object.entries(coherencyOf)) {
-    console.log(`coherency ${name}: close→stat p50 ${c.closeP50Ms} / p99 ${c.closeP99Ms} ms, ` +
-      `rename→stat p50 ${c.renameP50Ms} / p99 ${c.renameP99Ms} ms` +
-      (c.timeouts > 0 ? `, ${c.timeouts} rounds unseen after ${COHERENCY_TIMEOUT_MS} ms` : ''));
+  const coherencyP99Ms = coherencyP99(r, COHERENCY_ROUNDS, COHERENCY_TIMEOUT_MS);
+  printResults(r, MEM_MOUNTS, COHERENCY_TIMEOUT_MS);
+  if (json) {
+    console.log(JSON.stringify({
+      bench: 'fs', results: rows, memory, coherency: r.coherency, coherency_p99_ms: coherencyP99Ms, unavailable,
+    }));
   }
-  if (json) console.log(JSON.stringify({ bench: 'fs', results: rows, memory, coherency: coherencyOf, unavailable }));
-}
-
-function print(rows: Row[], memory: Record<string, number>, unavailable: Record<string, string>): void {
-  const value = (f: string, job: string): number => rows.find((r) => r.fs === f && r.job === job)?.value ?? NaN;
-  console.log('fs           job        value      unit    x sshfs  x bindfs  x local  x fuse-native');
-  for (const r of rows) {
-    const ratio = (peer: string): string => (r.value / value(peer, r.job)).toFixed(2).padStart(8);
-    console.log(`${r.fs.padEnd(12)} ${r.job.padEnd(9)} ${String(r.value).padStart(9)}  ${r.unit.padEnd(6)} ` +
-      `${ratio('sshfs')} ${ratio('bindfs')} ${ratio('local')} ${ratio('fuse-native')}`);
-  }
-  console.log(`memory (copies of the file, ${MEM_MOUNTS} mounts): ${JSON.stringify(memory)}`);
-  for (const [name, why] of Object.entries(unavailable)) console.log(`unavailable: ${name}: ${why}`);
 }
 
 await main();
