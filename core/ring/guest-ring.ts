@@ -5,7 +5,9 @@ import { DisconnectedError } from '../errors.ts';
 import { dupFd } from '../xen/control-socket.ts';
 import { PAGE_SIZE } from '../xen/memory.ts';
 import { FrontRing } from '../xen/shared-ring.ts';
-import { emulated, type DomainPages, type EventPort, type GuestPlatform, type Granter, type RingFront } from '../xen/platform.ts';
+import {
+  emulated, type DomainPages, type EventPort, type GuestPlatform, type Granter, type RingFront, type RingLayout,
+} from '../xen/platform.ts';
 
 export const SLOT_SIZE = 512;
 const SEGS_OFFSET = 64;
@@ -36,22 +38,8 @@ export interface GuestRingSetup {
   ringSlots: number;
 }
 
-/**
- * A ring handed over to a front end that serves it outside JavaScript (the native FUSE front end): where it lies in
- * the guest's memory and duplicates of the descriptors that reach it, which the receiver owns and closes.
- */
-export interface RingHandover {
-  memFd: number;
-  memPages: number;
-  ringOffset: number;
-  slots: number;
-  /** Page of tag 0's data buffer; tag t's 32 pages follow at dataFrame0 + 32 t. */
-  dataFrame0: number;
-  /** Grant reference of that page: the data pages were granted once, persistently, in the same order. */
-  dataRef0: number;
-  rxFd: number;
-  txFd: number;
-}
+/** A ring handed over to a front end that serves it outside JavaScript. */
+export type RingHandover = RingLayout;
 
 export interface RingReply {
   slot: Buffer;

@@ -1,21 +1,11 @@
 // The native front end's thread (native/src/fuse-frontend.hpp): it serves one mounted FUSE connection by putting
 // each request on the guest's ring to dom0 from C++, so no JavaScript runs per request. core/frontend sets it up,
 // hands it the ring of every (re)connection, and stops it.
-import { native, type NativeFrontendStats, type NativeFuseFrontend, type NativeRingLink } from './native.ts';
+import {
+  native, type NativeFrontendOptions, type NativeFrontendStats, type NativeFuseFrontend, type NativeRingLink,
+} from './native.ts';
 
-export interface FuseFrontendOptions {
-  /** Passthrough was negotiated: ask dom0 for a backing file at every open. */
-  passthrough: boolean;
-  /** The largest write the connection was negotiated with (≤ 128 KiB, one ring request). */
-  maxWrite?: number;
-  /** How long the kernel may trust a looked-up name and a file's attributes. 0: ask dom0 every time. */
-  entryTimeoutMs?: number;
-  attrTimeoutMs?: number;
-  /** How long requests wait for dom0 while no ring is attached, then fail with EIO. */
-  waitMs?: number;
-  /** Spin this long for a response before sleeping on the event channel. */
-  pollMicros?: number;
-}
+export type FuseFrontendOptions = Omit<NativeFrontendOptions, 'fd'>;
 
 export type FrontendStats = NativeFrontendStats;
 export type FrontendRingLink = NativeRingLink;

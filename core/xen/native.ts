@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import type { RingFront } from './platform.ts';
+import type { RingFront, RingLayout } from './platform.ts';
 
 export interface NativeGuestMemory {
   readonly fd: number;
@@ -118,24 +118,23 @@ export interface NativeAddon {
 }
 
 export interface NativeFrontendOptions {
+  /** A mounted FUSE connection whose INIT is answered (duplicated: the caller keeps its own). */
   fd: number;
+  /** Passthrough was negotiated: ask dom0 for a backing file at every open. */
   passthrough: boolean;
+  /** The largest write the connection was negotiated with (≤ 128 KiB, one ring request). */
   maxWrite?: number;
+  /** How long the kernel may trust a looked-up name and a file's attributes. 0: ask dom0 every time. */
   entryTimeoutMs?: number;
   attrTimeoutMs?: number;
+  /** How long requests wait for dom0 while no ring is attached, then fail with EIO. */
   waitMs?: number;
+  /** Spin this long for a response before sleeping on the event channel. */
   pollMicros?: number;
 }
 
-export interface NativeRingLink {
-  memFd: number;
-  memPages: number;
-  ringOffset: number;
-  slots: number;
-  dataFrame0: number;
-  dataRef0: number;
-  rxFd: number;
-  txFd: number;
+export interface NativeRingLink extends RingLayout {
+  /** dom0's node id of the mounted export's root in this session. */
   root: number;
 }
 

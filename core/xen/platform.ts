@@ -43,6 +43,23 @@ export interface RingFront {
   readonly outstanding: number;
 }
 
+/**
+ * Where a guest's ring lies in its memory, and the descriptors that reach it: what a front end serving the ring
+ * outside JavaScript (the native FUSE front end) needs. The receiver owns the descriptors.
+ */
+export interface RingLayout {
+  memFd: number;
+  memPages: number;
+  ringOffset: number;
+  slots: number;
+  /** Page of tag 0's data buffer; tag t's 32 pages follow at dataFrame0 + 32 t. */
+  dataFrame0: number;
+  /** Grant reference of that page: the data pages were granted once, persistently, in the same order. */
+  dataRef0: number;
+  rxFd: number;
+  txFd: number;
+}
+
 export interface GuestPlatform {
   allocate(pages: number, name: string): DomainPages;
   granter(memory: DomainPages, tableOffset: number, entries: number): Granter;

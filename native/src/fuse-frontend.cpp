@@ -150,6 +150,10 @@ class FrontendLoop {
   // the rest and calls publish().
   proto::Request* begin(const In& in, uint8_t op, uint64_t nodeid, uint32_t size = 0);
   proto::Request* begin_raw(uint8_t op, uint64_t dom0_node, const Pending& p);
+  // begin() for a request whose payload starts with the NUL-terminated name at `off` in the body (name1), with
+  // `rest` after it; nullptr, and EINVAL answered, when there is no name there.
+  proto::Request* begin_named(const In& in, uint8_t op, uint64_t nodeid, size_t off, size_t& next,
+                              std::pair<const void*, size_t> rest = {nullptr, 0});
   // Appends the payload (names, then data): inline when it fits, else in the tag's pages.
   void payload(proto::Request* rq, std::initializer_list<std::pair<const void*, size_t>> parts);
   void output(proto::Request* rq, uint32_t len);
@@ -346,6 +350,20 @@ proto::Request* FrontendLoop::begin(const In& in, uint8_t op, uint64_t nodeid, u
   return begin_raw(op, nodeid ? node(nodeid) : 0, p);
 }
 
+proto::Request* FrontendLoop::begin_named(const In& in, uint8_t op, uint64_t nodeid, size_t off, size_t& next,
+                                          std::pair<const void*, size_t> rest) {
+  size_t n = 0;
+  const char* name = in.str(off, n, next);
+  if (!name) {
+    reply_error(in.h->unique, EINVAL);
+    return nullptr;
+  }
+  proto::Request* rq = begin(in, op, nodeid);
+  payload(rq, {{name, n}, rest});
+  rq->name1_len = static_cast<uint16_t>(n);
+  return rq;
+}
+
 void FrontendLoop::payload(proto::Request* rq, std::initializer_list<std::pair<const void*, size_t>> parts) {
   size_t total = 0;
   for (const auto& part : parts) total += part.second;
@@ -416,14 +434,9 @@ void FrontendLoop::handle(const In& in) {
   size_t n1 = 0, n2 = 0, next = 0, next2 = 0;
   proto::Request* rq = nullptr;
   switch (op) {
-    case FUSE_LOOKUP: {
-      const char* name = in.str(0, n1, next);
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kLookup, nid);
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
+    case FUSE_LOOKUP:
+      if (!(rq = begin_named(in, proto::kLookup, nid, 0, next))) return;
       break;
-    }
     case FUSE_FORGET: {
       const auto* a = in.arg<fuse_forget_in>();
       if (a && nid != FUSE_ROOT_ID) forgets_.emplace_back(node(nid), a->nlookup);
@@ -489,14 +502,11 @@ void FrontendLoop::handle(const In& in) {
     }
     case FUSE_CREATE: {
       const auto* a = in.arg<fuse_create_in>();
-      const char* name = a ? in.str(sizeof *a, n1, next) : nullptr;
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kCreate, nid);
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      if (!(rq = begin_named(in, proto::kCreate, nid, sizeof *a, next))) return;
       rq->arg32a = a->flags;
       rq->arg32b = a->mode;
       if (cfg_.passthrough) rq->flags |= proto::kFlagWantBacking;
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
       break;
     }
     case FUSE_READ: {
@@ -559,34 +569,23 @@ void FrontendLoop::handle(const In& in) {
     }
     case FUSE_MKDIR: {
       const auto* a = in.arg<fuse_mkdir_in>();
-      const char* name = a ? in.str(sizeof *a, n1, next) : nullptr;
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kMkdir, nid);
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      if (!(rq = begin_named(in, proto::kMkdir, nid, sizeof *a, next))) return;
       rq->arg32a = a->mode;
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
       break;
     }
     case FUSE_MKNOD: {
       const auto* a = in.arg<fuse_mknod_in>();
-      const char* name = a ? in.str(sizeof *a, n1, next) : nullptr;
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kMknod, nid);
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      if (!(rq = begin_named(in, proto::kMknod, nid, sizeof *a, next))) return;
       rq->arg32a = a->rdev;
       rq->arg32b = a->mode;
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
       break;
     }
     case FUSE_UNLINK:
-    case FUSE_RMDIR: {
-      const char* name = in.str(0, n1, next);
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, op == FUSE_UNLINK ? proto::kUnlink : proto::kRmdir, nid);
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
+    case FUSE_RMDIR:
+      if (!(rq = begin_named(in, op == FUSE_UNLINK ? proto::kUnlink : proto::kRmdir, nid, 0, next))) return;
       break;
-    }
     case FUSE_SYMLINK: {
       const char* name = in.str(0, n1, next);
       const char* target = name ? in.str(next, n2, next2) : nullptr;
@@ -614,12 +613,9 @@ void FrontendLoop::handle(const In& in) {
     }
     case FUSE_LINK: {
       const auto* a = in.arg<fuse_link_in>();
-      const char* name = a ? in.str(sizeof *a, n1, next) : nullptr;
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kLink, nid);
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      if (!(rq = begin_named(in, proto::kLink, nid, sizeof *a, next))) return;
       rq->arg64 = node(a->oldnodeid);
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
       break;
     }
     case FUSE_STATFS:
@@ -627,11 +623,9 @@ void FrontendLoop::handle(const In& in) {
       break;
     case FUSE_GETXATTR: {
       const auto* a = in.arg<fuse_getxattr_in>();
-      const char* name = a ? in.str(sizeof *a, n1, next) : nullptr;
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kGetxattr, nid, a->size);
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
+      if (!a) return reply_error(in.h->unique, EINVAL);
+      if (!(rq = begin_named(in, proto::kGetxattr, nid, sizeof *a, next))) return;
+      pending_[tag_of(rq)].size = a->size;
       if (a->size) output(rq, a->size);
       break;
     }
@@ -653,14 +647,9 @@ void FrontendLoop::handle(const In& in) {
       rq->name1_len = static_cast<uint16_t>(n1);
       break;
     }
-    case FUSE_REMOVEXATTR: {
-      const char* name = in.str(0, n1, next);
-      if (!name) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kRemovexattr, nid);
-      payload(rq, {{name, n1}});
-      rq->name1_len = static_cast<uint16_t>(n1);
+    case FUSE_REMOVEXATTR:
+      if (!(rq = begin_named(in, proto::kRemovexattr, nid, 0, next))) return;
       break;
-    }
     case FUSE_ACCESS: {
       const auto* a = in.arg<fuse_access_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
