@@ -69,6 +69,16 @@ struct Pending {
   bool live = false;
 };
 
+// What a request does with an open handle, for when that handle belongs to a session that is gone: closing it has
+// nothing left to do on dom0; I/O through it has nowhere to go.
+bool closes_handle(uint32_t op) { return op == FUSE_FLUSH || op == FUSE_RELEASE || op == FUSE_RELEASEDIR; }
+bool handle_io(uint32_t op) {
+  return op == FUSE_READ || op == FUSE_WRITE || op == FUSE_FSYNC || op == FUSE_FALLOCATE || op == FUSE_READDIR;
+}
+bool lock_op(uint32_t op) { return op == FUSE_GETLK || op == FUSE_SETLK || op == FUSE_SETLKW; }
+// FUSE requests that have no reply.
+bool unanswered(uint32_t op) { return op == FUSE_FORGET || op == FUSE_BATCH_FORGET || op == FUSE_INTERRUPT; }
+
 void put_attr(fuse_attr& f, const proto::Attr& a) {
   f.ino = a.ino;
   f.size = a.size;
@@ -108,7 +118,6 @@ class FrontendLoop {
   std::vector<Pending> pending_;
   std::vector<uint32_t> free_tags_;
   uint64_t next_seq_ = 1;
-  uint32_t lock_waits_ = 0;  // SETLKWs on the ring
   bool notify_ = false;
   // FORGETs the ring had no room for yet (a BATCH_FORGET carries hundreds): node, count.
   std::deque<std::pair<uint64_t, uint64_t>> forgets_;
@@ -128,7 +137,6 @@ class FrontendLoop {
   void handle(const In& in);
   // While no ring is attached: what can be answered without dom0 is, the rest is held for the next ring.
   void handle_detached(const In& in);
-  bool answered_here(const In& in);
   bool release_held();
   // Requests read while dom0 was away, replayed when the next ring comes (or failed when wait_ms runs out).
   static constexpr size_t kMaxHeld = 256;
@@ -150,6 +158,12 @@ class FrontendLoop {
   // the rest and calls publish().
   proto::Request* begin(const In& in, uint8_t op, uint64_t nodeid, uint32_t size = 0);
   proto::Request* begin_raw(uint8_t op, uint64_t dom0_node, const Pending& p);
+  // begin() for a request about the open handle `fh`.
+  proto::Request* begin_fh(const In& in, uint8_t op, uint64_t fh) {
+    proto::Request* rq = begin(in, op, 0);
+    rq->fh = fh;
+    return rq;
+  }
   // begin() for a request whose payload starts with the NUL-terminated name at `off` in the body (name1), with
   // `rest` after it; nullptr, and EINVAL answered, when there is no name there.
   proto::Request* begin_named(const In& in, uint8_t op, uint64_t nodeid, size_t off, size_t& next,
@@ -159,6 +173,10 @@ class FrontendLoop {
   void output(proto::Request* rq, uint32_t len);
   void publish();
   uint32_t tag_of(const proto::Request* rq) const { return static_cast<uint32_t>(rq->id & 0xff); }
+  uint32_t lock_waits() const {
+    return static_cast<uint32_t>(std::count_if(pending_.begin(), pending_.end(),
+                                               [](const Pending& p) { return p.live && p.opcode == FUSE_SETLKW; }));
+  }
 
   void reply(uint64_t unique, int error, std::initializer_list<iovec> body = {});
   void reply_error(uint64_t unique, int err) { reply(unique, err > 0 ? -err : err); }
@@ -235,32 +253,10 @@ void FrontendLoop::fail_in_flight() {
   for (Pending& p : pending_) {
     if (!p.live) continue;
     p.live = false;
-    switch (p.opcode) {
-      case FUSE_FORGET:
-      case FUSE_BATCH_FORGET:
-      case FUSE_INTERRUPT:
-        break;
-      case FUSE_RELEASE:
-      case FUSE_RELEASEDIR:
-      case FUSE_FLUSH:
-        reply(p.unique, 0);
-        break;
-      case FUSE_READ:
-      case FUSE_WRITE:
-      case FUSE_FSYNC:
-      case FUSE_READDIR:
-      case FUSE_FALLOCATE:
-      case FUSE_GETLK:
-      case FUSE_SETLK:
-      case FUSE_SETLKW:
-        reply(p.unique, -EIO);
-        break;
-      default:
-        reply(p.unique, -ESTALE);
-    }
+    if (unanswered(p.opcode)) continue;
+    reply(p.unique, closes_handle(p.opcode) ? 0 : handle_io(p.opcode) || lock_op(p.opcode) ? -EIO : -ESTALE);
   }
   c_.in_flight = 0;
-  lock_waits_ = 0;
 }
 
 bool FrontendLoop::read_requests() {
@@ -288,26 +284,16 @@ bool FrontendLoop::read_requests() {
 }
 
 void FrontendLoop::handle_detached(const In& in) {
-  if (answered_here(in)) return;
-  switch (in.h->opcode) {
-    case FUSE_FORGET:
-    case FUSE_BATCH_FORGET:
-    case FUSE_INTERRUPT:
-      return;  // the nodes died with the session; nothing waits on dom0 to interrupt
-    case FUSE_FLUSH:
-    case FUSE_RELEASE:
-    case FUSE_RELEASEDIR:
-      // The session that held the handle is gone, and with it anything dom0 had to do at close (passthrough data
-      // never waited on dom0). Answered now: a close() must not wait for dom0, and every exec() closes
-      // descriptors.
-      return reply(in.h->unique, 0);
-    default:
-      if (!waiting_for_dom0()) {
-        c_.failed_disconnected++;
-        return reply_error(in.h->unique, EIO);
-      }
-      held_.emplace_back(reinterpret_cast<const uint8_t*>(in.h), reinterpret_cast<const uint8_t*>(in.h) + in.h->len);
+  const uint32_t op = in.h->opcode;
+  if (unanswered(op)) return;  // the nodes died with the session; nothing waits on dom0 to interrupt
+  // The session that held the handle is gone, and with it anything dom0 had to do at close (passthrough data never
+  // waited on dom0). Answered now: a close() must not wait for dom0, and every exec() closes descriptors.
+  if (closes_handle(op)) return reply(in.h->unique, 0);
+  if (!waiting_for_dom0()) {
+    c_.failed_disconnected++;
+    return reply_error(in.h->unique, EIO);
   }
+  held_.emplace_back(reinterpret_cast<const uint8_t*>(in.h), reinterpret_cast<const uint8_t*>(in.h) + in.h->len);
 }
 
 // Replays held requests on the new ring, or fails them once dom0 has been away for wait_ms.
@@ -415,20 +401,7 @@ bool FrontendLoop::push_forgets() {
   return any;
 }
 
-// dom0 serves the user.* xattr namespace only (export-xattr.cpp) and answers any other GETXATTR EOPNOTSUPP. The
-// kernel asks for security.capability before every write(2), passthrough or not: answered here, without dom0, so
-// writes cost no round trip and do not wait for a dom0 that is restarting.
-bool FrontendLoop::answered_here(const In& in) {
-  if (in.h->opcode != FUSE_GETXATTR || in.len < sizeof(fuse_getxattr_in)) return false;
-  size_t n = 0, next = 0;
-  const char* name = in.str(sizeof(fuse_getxattr_in), n, next);
-  if (!name || (n > 5 && std::memcmp(name, "user.", 5) == 0)) return false;
-  reply_error(in.h->unique, EOPNOTSUPP);
-  return true;
-}
-
 void FrontendLoop::handle(const In& in) {
-  if (answered_here(in)) return;
   const uint32_t op = in.h->opcode;
   const uint64_t nid = in.h->nodeid;
   size_t n1 = 0, n2 = 0, next = 0, next2 = 0;
@@ -509,21 +482,21 @@ void FrontendLoop::handle(const In& in) {
       if (cfg_.passthrough) rq->flags |= proto::kFlagWantBacking;
       break;
     }
-    case FUSE_READ: {
+    case FUSE_READ:
+    case FUSE_READDIR: {
       const auto* a = in.arg<fuse_read_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kRead, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, op == FUSE_READ ? proto::kRead : proto::kReaddir, a->fh);
       rq->offset = a->offset;
       output(rq, a->size);
-      c_.data_requests++;
+      if (op == FUSE_READ) c_.data_requests++;
+      else rq->arg32a = proto::kReaddirDots;
       break;
     }
     case FUSE_WRITE: {
       const auto* a = in.arg<fuse_write_in>();
       if (!a || in.len - sizeof *a < a->size || a->size > proto::kMaxData) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kWrite, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, proto::kWrite, a->fh);
       rq->offset = a->offset;
       payload(rq, {{in.body + sizeof *a, a->size}});
       c_.data_requests++;
@@ -532,16 +505,14 @@ void FrontendLoop::handle(const In& in) {
     case FUSE_FLUSH: {
       const auto* a = in.arg<fuse_flush_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kFlush, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, proto::kFlush, a->fh);
       rq->arg64 = a->lock_owner;
       break;
     }
     case FUSE_FSYNC: {
       const auto* a = in.arg<fuse_fsync_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kFsync, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, proto::kFsync, a->fh);
       rq->arg32a = (a->fsync_flags & FUSE_FSYNC_FDATASYNC) ? 1 : 0;
       break;
     }
@@ -549,22 +520,11 @@ void FrontendLoop::handle(const In& in) {
     case FUSE_RELEASEDIR: {
       const auto* a = in.arg<fuse_release_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kRelease, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, proto::kRelease, a->fh);
       if (op == FUSE_RELEASE && (a->release_flags & FUSE_RELEASE_FLOCK_UNLOCK)) {
         rq->arg64 = a->lock_owner;
         rq->arg32a = proto::kReleaseFlockUnlock;
       }
-      break;
-    }
-    case FUSE_READDIR: {
-      const auto* a = in.arg<fuse_read_in>();
-      if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kReaddir, 0);
-      rq->fh = a->fh;
-      rq->offset = a->offset;
-      rq->arg32a = proto::kReaddirDots;
-      output(rq, a->size);
       break;
     }
     case FUSE_MKDIR: {
@@ -660,8 +620,7 @@ void FrontendLoop::handle(const In& in) {
     case FUSE_FALLOCATE: {
       const auto* a = in.arg<fuse_fallocate_in>();
       if (!a) return reply_error(in.h->unique, EINVAL);
-      rq = begin(in, proto::kFallocate, 0);
-      rq->fh = a->fh;
+      rq = begin_fh(in, proto::kFallocate, a->fh);
       rq->offset = a->offset;
       rq->arg64 = a->length;
       rq->arg32a = a->mode;
@@ -679,15 +638,12 @@ void FrontendLoop::handle(const In& in) {
       lk.pid = a->lk.pid;
       // A wait holds its ring slot until dom0 grants it; past half the ring, waiters would starve every other
       // request of this guest, so the rest are refused as a lock table that is full.
-      if (op == FUSE_SETLKW && lock_waits_ >= link_->slots / 2) return reply_error(in.h->unique, ENOLCK);
+      if (op == FUSE_SETLKW && lock_waits() >= link_->slots / 2) return reply_error(in.h->unique, ENOLCK);
       rq = begin(in, op == FUSE_GETLK ? proto::kGetlk : proto::kSetlk, nid);
       rq->fh = a->fh;
       rq->arg64 = a->owner;
       if (a->lk_flags & FUSE_LK_FLOCK) rq->arg32a |= proto::kLkFlock;
-      if (op == FUSE_SETLKW) {
-        rq->arg32a |= proto::kLkWait;
-        lock_waits_++;
-      }
+      if (op == FUSE_SETLKW) rq->arg32a |= proto::kLkWait;
       payload(rq, {{&lk, sizeof lk}});
       break;
     }
@@ -736,31 +692,15 @@ void FrontendLoop::complete(const proto::Response& r) {
   Pending p = pending_[tag];
   pending_[tag].live = false;
   c_.in_flight--;
-  if (p.opcode == FUSE_SETLKW) lock_waits_--;
   uint8_t* data = link_->data(tag);
   // The tag is reusable once this function returns: nothing below issues a request.
   free_tags_.push_back(tag);
-  // No FUSE reply is owed for these.
-  if (p.opcode == FUSE_FORGET || p.opcode == FUSE_BATCH_FORGET || p.opcode == FUSE_INTERRUPT) return;
-  if (r.status == -EBADF) {
-    // A handle of an earlier session (dom0 restarted since it was opened): closing it has nothing left to do, and
-    // using it for I/O is the I/O error fuse-native gives too. Locks keep EBADF, fcntl's answer for a handle
-    // opened without the access a lock needs.
-    switch (p.opcode) {
-      case FUSE_FLUSH:
-      case FUSE_RELEASE:
-      case FUSE_RELEASEDIR:
-        return reply(p.unique, 0);
-      case FUSE_READ:
-      case FUSE_WRITE:
-      case FUSE_FSYNC:
-      case FUSE_FALLOCATE:
-      case FUSE_READDIR:
-        return reply(p.unique, -EIO);
-      default:
-        break;
-    }
-  }
+  if (unanswered(p.opcode)) return;
+  // A handle of an earlier session (dom0 restarted since it was opened): closing it has nothing left to do, and
+  // using it for I/O is the I/O error fuse-native gives too. Locks keep EBADF, fcntl's answer for a handle opened
+  // without the access a lock needs.
+  if (r.status == -EBADF && closes_handle(p.opcode)) return reply(p.unique, 0);
+  if (r.status == -EBADF && handle_io(p.opcode)) return reply(p.unique, -EIO);
   if (r.status == -ENOENT && p.opcode == FUSE_LOOKUP && cfg_.entry_timeout_ms > 0) {
     // A negative entry, cached like a positive one: dom0 invalidates it here when another guest creates the name.
     fuse_entry_out e{};
