@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { XenfsError } from '../errors.ts';
 import { MAX_NAME_CACHE_MS, type FuseCacheMode } from '../frontend/fuse-mount.ts';
-import type { GuestOptions } from '../frontend/guest.ts';
+import { DEFAULT_WAIT_MS, type GuestOptions } from '../frontend/guest.ts';
 import { mountExport, type FrontendChoice, type MountedExport } from '../frontend/mount.ts';
 import { buildRoot, enterNamespaces, guestIds, makeRootDir, runWorkload } from '../frontend/sandbox.ts';
 import { closeFd } from '../xen/control-socket.ts';
@@ -23,7 +23,6 @@ export const GUEST_USAGE = 'usage: xenfs guest NAME --mount DIR [--export NAME] 
   + '   (secret: --secret-file, or env XENFS_SECRET)';
 
 const DEFAULT_CONTROL = '/var/lib/xenfs/control.sock';
-const DEFAULT_WAIT_MS = 10_000;
 // How long a clean shutdown may take before the process gives up on it and exits non-zero.
 const SHUTDOWN_DEADLINE_MS = 10_000;
 

@@ -21,6 +21,15 @@ import type { Transport } from './transport.ts';
 import { GuestFs, type GuestFsOptions } from './guest-fs.ts';
 
 export const PROTOCOL_VERSION = 1;
+/** How long a call made while dom0 is away waits for it to come back, by default. */
+export const DEFAULT_WAIT_MS = 10_000;
+
+/** The export `name` (the first by default) of a welcome's list; XENFS_ERR_CONFIG when there is none. */
+export function findExport(exports: ExportInfo[], name: string | undefined, domain: string): ExportInfo {
+  const e = name === undefined ? exports[0] : exports.find((x) => x.name === name);
+  if (!e) throw new XenfsError('XENFS_ERR_CONFIG', `no export ${name ?? '(any)'} for ${domain}`);
+  return e;
+}
 
 export interface GuestOptions {
   /** dom0's control socket, `<stateDir>/control.sock`. */
@@ -77,7 +86,7 @@ export class Guest extends EventEmitter<GuestEvents> {
   private constructor(opts: GuestOptions) {
     super();
     this.options = { reconnect: true, reconnectDelayMs: 100, handshakeMs: 5000, ...opts };
-    this.transport = new ReconnectingTransport(`${opts.transport ?? 'ring'}:${opts.domain}`, opts.waitMs ?? 10000);
+    this.transport = new ReconnectingTransport(`${opts.transport ?? 'ring'}:${opts.domain}`, opts.waitMs ?? DEFAULT_WAIT_MS);
   }
 
   /** Connects and completes the handshake; rejects if the first attempt fails. */
@@ -111,9 +120,7 @@ export class Guest extends EventEmitter<GuestEvents> {
 
   /** The root node of an export (the first one by default). */
   exportRoot(name?: string): ExportInfo {
-    const e = name === undefined ? this.exports[0] : this.exports.find((x) => x.name === name);
-    if (!e) throw new XenfsError('XENFS_ERR_CONFIG', `no export ${name ?? '(any)'} for ${this.options.domain}`);
-    return e;
+    return findExport(this.exports, name, this.options.domain);
   }
 
   /** An fs/promises-like view of one export (the first by default). It lives as long as the guest connection. */

@@ -9,7 +9,7 @@ import { detachMount, openFuseConnection, type FuseConnection } from '../xen/fus
 import { FuseFrontend, type FrontendStats } from '../xen/fuse-frontend.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import type { Welcome } from '../protocol/control.ts';
-import { Guest, type GuestOptions, type TakenConnection } from './guest.ts';
+import { DEFAULT_WAIT_MS, Guest, findExport, type GuestOptions, type TakenConnection } from './guest.ts';
 import { isMountPoint } from './fuse-mount.ts';
 
 /** One ring request carries at most 128 KiB, so that is the most a write through dom0 can be. */
@@ -68,13 +68,12 @@ export class NativeMount {
     let served: Served | null = null;
     const serve = (welcome: Welcome): Served => {
       if (served) return served;
-      const exp = opts.exportName === undefined ? welcome.exports[0] : welcome.exports.find((e) => e.name === opts.exportName);
-      if (!exp) throw new XenfsError('XENFS_ERR_CONFIG', `no export ${opts.exportName ?? '(any)'} for ${connect.domain}`);
+      const exp = findExport(welcome.exports, opts.exportName, connect.domain);
       const conn = openConnection(absolute, `xenfs:${connect.domain}:${exp.name}`, opts);
       try {
         const frontend = new FuseFrontend(conn.fd, {
           passthrough: conn.passthrough, maxWrite: MAX_WRITE, entryTimeoutMs: opts.entryTimeoutMs ?? 0,
-          attrTimeoutMs: opts.attrTimeoutMs ?? 0, waitMs: connect.waitMs ?? 10_000,
+          attrTimeoutMs: opts.attrTimeoutMs ?? 0, waitMs: connect.waitMs ?? DEFAULT_WAIT_MS,
         });
         served = { conn, frontend, root: exp.node };
         return served;
