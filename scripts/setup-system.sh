@@ -8,9 +8,10 @@
 #   util-linux procps iproute2  unshare/nsenter/mount, ps for test cleanup, ip for network namespaces
 #   strace                      the hello test checks each refused descriptor is closed exactly once
 #   attr                        getfattr/setfattr: the POSIX suite checks xattrs through guest mounts
+#   redis-server                the queues under the change events (BullMQ); xenfs up and the tests start private ones
 set -euo pipefail
 
-packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2 strace attr)
+packages=(build-essential python3 fuse3 libfuse2 libfuse-dev util-linux procps iproute2 strace attr redis-server)
 
 missing=()
 for pkg in "${packages[@]}"; do
