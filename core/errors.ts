@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   XENFS_ERR_CONFIG: 'A configuration value is missing or invalid (file, key).',
   XENFS_ERR_SANDBOX: 'A sandboxed guest could not be set up (namespaces, its root, or its workload).',
   XENFS_ERR_UNSUPPORTED: 'The running kernel lacks what a requested feature needs (FUSE passthrough for the native front end).',
+  XENFS_ERR_EVENT_LOG: 'The change-event log is damaged or cannot be read (file, offset).',
 } as const;
 
 export type XenfsErrorCode = keyof typeof ERROR_CODES;
@@ -168,5 +169,17 @@ export class ConfigError extends XenfsError {
     super('XENFS_ERR_CONFIG', `${file}: ${key}: ${message}`, options);
     this.file = file;
     this.key = key;
+  }
+}
+
+/** The change-event log cannot be read at `file`, byte `offset`: damaged by the disk, or edited by hand. */
+export class EventLogError extends XenfsError {
+  readonly file: string;
+  readonly offset: number;
+
+  constructor(file: string, offset: number, message: string, options?: ErrorOptions) {
+    super('XENFS_ERR_EVENT_LOG', `${file} at byte ${offset}: ${message}`, options);
+    this.file = file;
+    this.offset = offset;
   }
 }

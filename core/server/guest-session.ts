@@ -9,6 +9,7 @@ import { decodeFuseAttach, decodeHello, type Hello, type XenbusStateName } from 
 import { ALL_FEATURES, Feature } from '../protocol/opcodes.ts';
 import { type ControlConnection, type ControlMessage, closeFd } from '../xen/control-socket.ts';
 import { Engine, type EngineLimits, type EngineStats } from '../xen/engine.ts';
+import type { EventLogFile } from '../xen/event-log.ts';
 import { isFuseDevice } from '../xen/fuse-kernel.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -27,6 +28,8 @@ export interface SessionHost {
   offerStream(session: GuestSession, token: string): StreamOffer | null;
   /** A guest authenticated as `name`: any older session of that name is ended. */
   claim(name: string, session: GuestSession): void;
+  /** Where guests' sessions report their changes (docs/events.md); null: no change events. */
+  readonly eventLog: EventLogFile | null;
 }
 
 interface SessionEvents {
@@ -263,6 +266,9 @@ export class GuestSession extends EventEmitter<SessionEvents> {
       limits: engineLimits(g),
       ...(g.owner ? { identity: g.owner } : {}),
       ...(g.idMap ? { idMap: g.idMap } : {}),
+      ...(this.#host.eventLog
+        ? { events: { log: this.#host.eventLog, guest: g.name, exports: g.exports.map((e) => e.name) } }
+        : {}),
     };
     return new Engine({ ...common, ...t }, (violation, reason) => {
       if (violation) this.#host.logger.log('warn', 'guest disconnected: protocol violation', { domain: g.name, reason });

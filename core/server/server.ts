@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { ServerConfig, GuestConfig } from '../config/config.ts';
 import { ControlConnection, Listener, closeFd } from '../xen/control-socket.ts';
 import { Engine, type EngineStats } from '../xen/engine.ts';
+import type { EventLogFile } from '../xen/event-log.ts';
 import { stderrLogger, type Logger } from '../util/log.ts';
 import { GuestSession, type SessionHost, type StreamOffer } from './guest-session.ts';
 import { readToken } from './stream-token.ts';
@@ -29,10 +30,14 @@ export class XenfsServer extends EventEmitter<ServerEvents> implements SessionHo
   #unixStreamPath: string | null = null;
   #tcpPort: number | null = null;
 
-  constructor(config: ServerConfig, logger: Logger = stderrLogger) {
+  readonly eventLog: EventLogFile | null;
+
+  /** `options.eventLog`: guests' changes are reported there (docs/events.md); the caller owns and closes it. */
+  constructor(config: ServerConfig, logger: Logger = stderrLogger, options: { eventLog?: EventLogFile } = {}) {
     super();
     this.config = config;
     this.logger = logger;
+    this.eventLog = options.eventLog ?? null;
     this.controlPath = path.join(config.stateDir, 'control.sock');
   }
 

@@ -1,6 +1,7 @@
 // dom0's per-guest request engine: a native thread that serves one guest's ring or stream without a hop into
 // JavaScript per request (see native/src/session.hpp).
 import { errno } from '../errors.ts';
+import { EventLogFile } from './event-log.ts';
 import { native, type NativeEngine, type NativeEngineStats } from './native.ts';
 
 export interface EngineExport {
@@ -38,6 +39,8 @@ interface EngineCommon {
   identity?: { uid: number; gid: number };
   /** How owners look to the guest: host ids are shown as guest ids, and chown maps back. */
   idMap?: { uid: IdRange[]; gid: IdRange[] };
+  /** Reports the guest's changes into this log, under the guest's name and one name per export (in order). */
+  events?: { log: EventLogFile; guest: string; exports: string[] };
 }
 
 export interface RingEngineOptions extends EngineCommon {
@@ -66,7 +69,8 @@ export class Engine {
   #engine: NativeEngine | null;
 
   constructor(options: EngineOptions, onEnd: (violation: boolean, reason: string) => void) {
-    this.#engine = new native.Engine(options, onEnd);
+    const events = options.events && { ...options.events, log: EventLogFile.nativeOf(options.events.log) };
+    this.#engine = new native.Engine({ ...options, events }, onEnd);
   }
 
   static configureWorkers(threads: number): void {

@@ -63,6 +63,8 @@ export interface NativeEngineStats {
   fuseAttached: boolean;
   /** FUSE backing files registered for the guest's open handles (one per handle that asked, until RELEASE). */
   backingFiles: number;
+  /** Change events of this guest's that the event log failed to take (its disk full); reconciliation finds them. */
+  eventsLost: number;
 }
 
 export interface NativeEngine {
@@ -70,6 +72,35 @@ export interface NativeEngine {
   stats(): NativeEngineStats | null;
   /** 0, or the errno saying why not (ENODEV, EINVAL, EBUSY, ENOTCONN). The caller keeps and closes its `fd`. */
   attachFuse(fd: number, root: number): number;
+}
+
+/** One record for the change-event log; `kind` and `origin` are indexes (core/events/change-event.ts order). */
+export interface NativeEventRecord {
+  kind: number;
+  origin: number;
+  dir: boolean;
+  guest: string;
+  export: string;
+  path: string;
+  oldPath?: string;
+  size: number;
+  mtime: number;
+  ino: number;
+}
+
+/** Segments before `segment` (named by their first seq), and `segment` up to `offset`, are whole and synced. */
+export interface NativeEventPosition {
+  segment: number;
+  offset: number;
+  lastSeq: number;
+}
+
+export interface NativeEventLog {
+  /** The record's seq; throws an Error with `errno` when the append failed. */
+  append(record: NativeEventRecord): number;
+  position(): NativeEventPosition;
+  failed(): number;
+  close(): void;
 }
 
 export interface AcceptedConnection {
@@ -97,6 +128,8 @@ export interface NativeAddon {
   FrontRing: new (memory: NativeGuestMemory, offset: number, slots: number) => NativeFrontRing;
   FdWatcher: new (fd: number, cb: (events: number) => void) => NativeFdWatcher;
   Engine: new (options: object, onEnd: (violation: boolean, reason: string) => void) => NativeEngine;
+  EventLog: new (dir: string, options: { segmentBytes: number; syncIntervalMs: number }, onSynced: () => void) =>
+    NativeEventLog;
   configureWorkers(n: number): void;
   listenSeqpacket(path: string): number;
   listenStream(path: string): number;

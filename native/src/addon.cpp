@@ -4,6 +4,7 @@
 #include "control-socket.hpp"
 #include "engine-binding.hpp"
 #include "event-channel.hpp"
+#include "event-log-binding.hpp"
 #include "front-ring.hpp"
 #include "fuse-binding.hpp"
 #include "fuse-frontend-binding.hpp"
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("FrontRing", xenfs::FrontRing::Define(env));
   exports.Set("FdWatcher", xenfs::FdWatcher::Define(env));
   exports.Set("Engine", xenfs::Engine::Define(env));
+  exports.Set("EventLog", xenfs::EventLogHandle::Define(env));
   exports.Set("FuseFrontend", xenfs::FuseFrontendHandle::Define(env));
   exports.Set("configureWorkers", Napi::Function::New(env, xenfs::ConfigureWorkers));
   xenfs::define_control_socket(env, exports);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "event-log-binding.hpp"
 #include "export-backend.hpp"
 #include "worker-pool.hpp"
 
@@ -69,6 +70,23 @@ std::vector<IdRange> id_ranges(const Napi::Object& o, const char* key) {
   return out;
 }
 
+// { log, guest, exports: string[] }: one name per export, in the order of the `exports` option.
+EventSource event_source(Napi::Env env, const Napi::Object& o, size_t exports) {
+  EventSource src;
+  src.log = EventLogHandle::from(env, o.Get("log"));
+  if (!src.log) throw std::invalid_argument("Engine: events.log must be an EventLog");
+  if (!o.Get("guest").IsString()) throw std::invalid_argument("Engine: events.guest must be a string");
+  src.guest = o.Get("guest").As<Napi::String>().Utf8Value();
+  if (!o.Get("exports").IsArray() || o.Get("exports").As<Napi::Array>().Length() != exports)
+    throw std::invalid_argument("Engine: events.exports must name every export");
+  auto names = o.Get("exports").As<Napi::Array>();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    if (!names.Get(i).IsString()) throw std::invalid_argument("Engine: events.exports holds strings");
+    src.exports.push_back(names.Get(i).As<Napi::String>().Utf8Value());
+  }
+  return src;
+}
+
 struct EndEvent {
   bool violation;
   std::string reason;
@@ -116,7 +134,9 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) 
       ids.uids = id_ranges(m, "uid");
       ids.gids = id_ranges(m, "gid");
     }
-    auto backend = std::make_unique<ExportBackend>(open_exports(o), bl, std::move(ids));
+    std::vector<ExportRoot> roots = open_exports(o);
+    const size_t export_count = roots.size();
+    auto backend = std::make_unique<ExportBackend>(std::move(roots), bl, std::move(ids));
     if (transport == "ring") {
       RingSetup rs;
       rs.mem_fd = static_cast<int>(get_u32(o, "memFd", 0, true));
@@ -139,6 +159,8 @@ Engine::Engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine>(info) 
     } else {
       throw std::invalid_argument("Engine: option 'transport' must be 'ring' or 'stream'");
     }
+    if (o.Has("events") && o.Get("events").IsObject())
+      session_->report_events(event_source(env, o.Get("events").As<Napi::Object>(), export_count));
   } catch (const std::invalid_argument& e) {
     Napi::TypeError::New(env, e.what()).ThrowAsJavaScriptException();
     return;
@@ -196,6 +218,7 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   out.Set("mappedGrants", session_->mapped_grants());
   out.Set("fuseAttached", session_->fuse_attached());
   out.Set("backingFiles", session_->backing_files());
+  out.Set("eventsLost", static_cast<double>(session_->events_lost()));
   return out;
 }
 

@@ -80,6 +80,9 @@ class ExportBackend final : public FileBackend {
   int node_inode(uint64_t node, InodeKey& out) const override;
   int handle_inode(uint64_t fh, InodeKey& out) const override;
   int entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const override;
+  int node_location(uint64_t node, uint32_t& exp, std::string& path, struct stat& st) const override;
+  int handle_location(uint64_t fh, uint32_t& exp, std::string& path, struct stat& st) const override;
+  int entry_stat(uint64_t dir, std::string_view name, struct stat& out) const override;
   void watch_nodes(NodeWatcher* w) override;
   uint32_t root_count() const override { return root_count_; }
   uint32_t handle_count() const override;
@@ -194,6 +197,7 @@ class ExportBackend final : public FileBackend {
     a.gid = ids_.gid_to_guest(a.gid);
   }
   int proc_fd_ = -1;  // /proc/self/fd, for reopening O_PATH descriptors with real access modes
+  int fd_location(int fd, uint32_t exp, std::string& path, struct stat& st) const;
 };
 
 }  // namespace xenfs

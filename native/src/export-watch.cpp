@@ -29,14 +29,18 @@ int ExportBackend::handle_inode(uint64_t fh, InodeKey& out) const {
 }
 
 // Only ever one checked component (copy_name), looked at with AT_SYMLINK_NOFOLLOW: nothing is followed, and
-// nothing but the two numbers leaves this function.
-int ExportBackend::entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const {
+// nothing but its attributes leaves this function.
+int ExportBackend::entry_stat(uint64_t dir, std::string_view name, struct stat& out) const {
   CStr n;
   if (int e = copy_name(name, n)) return e;
   NodeRef parent;
   if (int e = node(dir, parent)) return e;
+  return fstatat(parent.fdn(), n.s, &out, AT_SYMLINK_NOFOLLOW) < 0 ? neg_errno() : 0;
+}
+
+int ExportBackend::entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const {
   struct stat st;
-  if (fstatat(parent.fdn(), n.s, &st, AT_SYMLINK_NOFOLLOW) < 0) return neg_errno();
+  if (int e = entry_stat(dir, name, st)) return e;
   out = InodeKey{st.st_dev, st.st_ino};
   return 0;
 }

@@ -3,10 +3,12 @@
 // backend never sees the transport. Every method returns 0 or a negative errno; nothing may throw.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -159,6 +161,14 @@ class FileBackend {
   virtual int node_inode(uint64_t node, InodeKey& out) const = 0;
   virtual int handle_inode(uint64_t fh, InodeKey& out) const = 0;
   virtual int entry_inode(uint64_t dir, std::string_view name, InodeKey& out) const = 0;
+  // For change events (change-events.hpp): where a node, or the file behind an open handle, is now — its export
+  // (an index into the guest's exports) and its path relative to that export's root ('' for the root itself),
+  // as the kernel names it — with its attributes. -ENOENT once it has no name any more, -EXDEV when the kernel's
+  // name for it is not beneath its export root (the root was moved on dom0), -errno otherwise.
+  virtual int node_location(uint64_t node, uint32_t& exp, std::string& path, struct stat& st) const = 0;
+  virtual int handle_location(uint64_t fh, uint32_t& exp, std::string& path, struct stat& st) const = 0;
+  // The attributes of a name in a directory node, not following a symlink. 0 or -errno.
+  virtual int entry_stat(uint64_t dir, std::string_view name, struct stat& out) const = 0;
   // Reports nodes to `w` from now on, first replaying every node held now; nullptr (or another watcher) first
   // reports every node held as dropped to the previous one. The watcher must outlive its watch.
   virtual void watch_nodes(NodeWatcher* w) = 0;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "event-channel.hpp"
@@ -97,6 +98,20 @@ void Session::stop() {
   backend_->release_all();
   inval_.end();
   detach_fuse();
+}
+
+void Session::report_events(EventSource source) {
+  if (source.log) events_ = std::make_unique<ChangeEvents>(*backend_, std::move(source));
+}
+
+void Session::call_backend(const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out,
+                           proto::Response& rsp) {
+  FsIdentity as(limits_);
+  InvalidationCall inval(inval_);
+  std::optional<ChangeEventCall> events;
+  if (events_) events.emplace(*events_);
+  HookPair hooks(inval, events ? &*events : nullptr);
+  execute(*backend_, req, spec, payload, out, rsp, &hooks);
 }
 
 int Session::attach_fuse(int fd, uint64_t root) {
@@ -414,9 +429,7 @@ void RingSession::process(const proto::Request& req, const OpSpec& spec, const s
   if (rc < 0) {
     rsp.status = rc;
   } else {
-    FsIdentity as(limits_);
-    InvalidationCall hooks(inval_);
-    execute(*backend_, req, spec, payload, out, rsp, &hooks);
+    call_backend(req, spec, payload, out, rsp);
   }
   mapper_->unmap(in_map);
   mapper_->unmap(out_map);
@@ -518,9 +531,7 @@ void StreamSession::process(const proto::Request& req, const OpSpec& spec, const
   iovec out_iov{out_buf.data(), out_buf.size()};
   IoSpan out{&out_iov, 1, out_buf.size()};
   {
-    FsIdentity as(limits_);
-    InvalidationCall hooks(inval_);
-    execute(*backend_, req, spec, payload, out, rsp, &hooks);
+    call_backend(req, spec, payload, out, rsp);
   }
   if (rsp.status == 0 && spec.data == DataDir::kOut && rsp.len > out_buf.size() && req.len > 0) rsp.status = -EIO;
   finish(req, spec, rsp, out_buf.data());

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "attached-fuse.hpp"
+#include "change-events.hpp"
 #include "file-backend.hpp"
 #include "grant-table.hpp"
 #include "invalidation.hpp"
@@ -89,6 +90,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // /dev/fuse, -EINVAL for a root that is not one of the guest's export roots, -EBUSY when one is attached
   // already, -errno otherwise.
   int attach_fuse(int fd, uint64_t root);
+  // Reports this guest's changes to `source.log` from now on (change-events.hpp). Before start(), once.
+  void report_events(EventSource source);
+  uint64_t events_lost() const { return events_ ? events_->lost() : 0; }
   bool fuse_attached();
   uint32_t backing_files();  // registered on the attached connection and not yet released
   virtual uint32_t mapped_grants() const { return 0; }
@@ -107,9 +111,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void violation(const std::string& reason);
   void ended(const std::string& reason);
   void finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data);
+  // Runs a request against the backend as the guest's host identity, with the cache-invalidation and change-event
+  // hooks around it.
+  void call_backend(const proto::Request& req, const OpSpec& spec, IoSpan payload, IoSpan out, proto::Response& rsp);
 
   std::unique_ptr<FileBackend> backend_;
   Invalidation inval_{*backend_};  // after backend_: it watches the backend's nodes until it is destroyed
+  std::unique_ptr<ChangeEvents> events_;
   uint32_t features_;
   SessionLimits limits_;
   SessionStats stats_;
