@@ -5,7 +5,10 @@ export { GuestFs, type GuestFsOptions } from './frontend/guest-fs.ts';
 export type { GuestFileHandle } from './frontend/file-handle.ts';
 export type { Transport, RequestFrame, ResponseFrame } from './frontend/transport.ts';
 export { XenfsServer } from './server/server.ts';
-export { loadConfig, parseConfig, type ServerConfig, type GuestConfig, type Limits } from './config/config.ts';
+export {
+  loadConfig, parseConfig, type ServerConfig, type GuestConfig, type Limits, type ExportConfig, type RedisConfig,
+  type RedisEndpoint, type EventsConfig, type ServiceConfig,
+} from './config/config.ts';
 export type { TransportKind, XenbusStateName, ExportInfo } from './protocol/control.ts';
 export { Op, Feature } from './protocol/opcodes.ts';
 export type { Logger, LogLevel } from './util/log.ts';
