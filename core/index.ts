@@ -12,3 +12,11 @@ export {
 export type { TransportKind, XenbusStateName, ExportInfo } from './protocol/control.ts';
 export { Op, Feature } from './protocol/opcodes.ts';
 export type { Logger, LogLevel } from './util/log.ts';
+export { EVENT_KINDS, isEventKind, type ChangeEvent, type EventKind, type EventOrigin } from './events/change-event.ts';
+export {
+  defineService, type ServiceDefinition, type ServiceContext, type ServiceSettings, type ServiceSubscriptions,
+  type ServiceHealth, type EventOutcome, type GuestTarget, type GuestFileReader, type GuestFileStat, type GuestFileType,
+  type GuestDirEntry, type ReadOptions, type PolicyHooks, type SnapshotHooks, type Release, type Denial,
+} from './plugins/plugin-api.ts';
+export { checkDefinition } from './plugins/check-definition.ts';
+export { validateServiceConfig, type ConfigSchema, type ConfigSchemaType } from './plugins/service-config.ts';
