@@ -97,8 +97,9 @@ function checkObject(r: Reader, s: ConfigSchema, v: Obj, key: string): Obj {
     out[k] = ps === undefined ? value : checkValue(r, ps, value, `${key}.${k}`);
   }
   for (const [k, ps] of Object.entries(props)) {
-    // A default is checked when the plugin loads, and copied so no two services share one object.
-    if (out[k] === undefined && ps.default !== undefined) out[k] = structuredClone(ps.default);
+    // A default is checked when the plugin loads, and copied so no two services share one object; going
+    // through checkValue fills in the defaults inside a default object too.
+    if (out[k] === undefined && ps.default !== undefined) out[k] = checkValue(r, ps, structuredClone(ps.default), `${key}.${k}`);
   }
   for (const k of s.required ?? []) {
     if (out[k] === undefined) r.fail(`${key}.${k}`, `is required (${describe(props[k] ?? { type: 'object' })})`);

@@ -134,3 +134,19 @@ for (const [what, s, key, message] of badSchemas) {
       err instanceof ConfigError && err.file === MODULE && err.key === key && message.test(err.message), key);
   });
 }
+
+test('a default object gets the defaults of its own properties filled in', () => {
+  const nested = checkConfigSchema({
+    type: 'object',
+    properties: {
+      clamd: {
+        type: 'object', default: {},
+        properties: { socket: { type: 'string', default: '/run/clamd.sock' }, timeoutMs: { type: 'integer', default: 30000 } },
+      },
+    },
+  }, MODULE);
+  assert.deepEqual(validateServiceConfig(nested, {}, { file: FILE, key: KEY }),
+    { clamd: { socket: '/run/clamd.sock', timeoutMs: 30000 } });
+  assert.deepEqual(validateServiceConfig(nested, { clamd: { timeoutMs: 5 } }, { file: FILE, key: KEY }),
+    { clamd: { socket: '/run/clamd.sock', timeoutMs: 5 } });
+});
