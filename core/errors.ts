@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   XENFS_ERR_PROTOCOL: 'The peer sent malformed data; the connection to it is closed.',
   XENFS_ERR_DISCONNECTED: 'The connection closed before the operation completed.',
   XENFS_ERR_LIMIT: 'A named, configurable limit was exceeded (limit).',
-  XENFS_ERR_CONFIG: 'A configuration value is missing or invalid (file, key).',
+  XENFS_ERR_CONFIG: 'A configuration value is missing or invalid (file, key, line).',
   XENFS_ERR_SANDBOX: 'A sandboxed guest could not be set up (namespaces, its root, or its workload).',
   XENFS_ERR_UNSUPPORTED: 'The running kernel lacks what a requested feature needs (FUSE passthrough for the native front end).',
   XENFS_ERR_EVENT_LOG: 'The change-event log is damaged or cannot be read (file, offset).',
@@ -160,15 +160,21 @@ export class LimitError extends XenfsError {
   }
 }
 
-/** A configuration value is missing or invalid; `file` and `key` say where. */
+/**
+ * A configuration value is missing or invalid; `file` and `key` say where, and `line` (1-based) where the file
+ * gives one. Message: `config/xenfs.yaml: guests[0].limits.maxHandles (line 14): must be an integer in 4..1048576`.
+ */
 export class ConfigError extends XenfsError {
   readonly file: string;
   readonly key: string;
+  readonly line: number | undefined;
 
-  constructor(file: string, key: string, message: string, options?: ErrorOptions) {
-    super('XENFS_ERR_CONFIG', `${file}: ${key}: ${message}`, options);
+  constructor(file: string, key: string, message: string, options: ErrorOptions & { line?: number } = {}) {
+    const where = options.line === undefined ? key : `${key} (line ${options.line})`;
+    super('XENFS_ERR_CONFIG', `${file}: ${where}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.file = file;
     this.key = key;
+    this.line = options.line;
   }
 }
 

@@ -1,10 +1,22 @@
-// The dom0 server's configuration: loaded from a JSON file, checked key by key, defaults filled in from
-// config/defaults.json. Every error names the file and the key (ConfigError).
+// The dom0 server's configuration: loaded from a YAML file (or JSON, which is YAML too), checked key by key,
+// defaults filled in from config/defaults.json. Every error names the file, the key and, where the file gives
+// one, the line (ConfigError). The sections of the event flow live in event-flow.ts and services.ts; the
+// Reader and the YAML parsing in reader.ts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { MAX_DOMAIN_NAME } from '../protocol/control.ts';
+import { readEvents, readRedis } from './event-flow.ts';
+import type { EventsConfig, RedisConfig } from './event-flow.ts';
+import { Reader, parseConfigText } from './reader.ts';
+import type { KeyLines } from './reader.ts';
+import { readServices } from './services.ts';
+import type { ServiceConfig } from './services.ts';
 import defaults from '../../config/defaults.json' with { type: 'json' };
+
+export type { EventsConfig, RedisConfig, RedisEndpoint } from './event-flow.ts';
+export type { ServiceConfig } from './services.ts';
+export type { KeyLines } from './reader.ts';
 
 export interface Limits {
   /** Nodes (looked-up files) a guest may hold at once. */
@@ -74,45 +86,15 @@ export interface ServerConfig {
   listen: { unix: boolean; tcp: { host: string; port: number } | null };
   workers: number;
   guests: GuestConfig[];
-}
-
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-class Reader {
-  constructor(readonly file: string) {}
-
-  fail(key: string, msg: string): never {
-    throw new ConfigError(this.file, key, msg);
-  }
-
-  obj(v: unknown, key: string): Obj {
-    return isObj(v) ? v : this.fail(key, 'must be an object');
-  }
-
-  /** An object whose keys are all in `known`: a misspelt key (`readonly`) is an error, never silently ignored. */
-  strictObj(v: unknown, key: string, known: readonly string[]): Obj {
-    const o = this.obj(v, key);
-    for (const k of Object.keys(o)) {
-      if (!known.includes(k)) this.fail(`${key}.${k}`, `is not a known key (${known.join(', ')})`);
-    }
-    return o;
-  }
-
-  str(v: unknown, key: string): string {
-    return typeof v === 'string' && v.length > 0 ? v : this.fail(key, 'must be a non-empty string');
-  }
-
-  int(v: unknown, key: string, min: number, max: number): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(key, `must be an integer in ${min}..${max}`);
-    }
-    return v;
-  }
-
-  bool(v: unknown, key: string): boolean {
-    return typeof v === 'boolean' ? v : this.fail(key, 'must be true or false');
-  }
+  redis: RedisConfig;
+  events: EventsConfig;
+  /** Plugin services, in the order the file lists them (disabled ones included). */
+  services: ServiceConfig[];
+  /**
+   * Where each key is written in `file`, for errors about values checked after loading (a service's config,
+   * once its plugin says what it should be). Empty when the config did not come from a multi-line file.
+   */
+  lines: KeyLines;
 }
 
 const MAX_ID = 0xfffffffe;
@@ -174,12 +156,15 @@ function readExport(r: Reader, v: unknown, key: string, shared: Map<string, Expo
   return { name, path: p, readOnly, writes: o.writes === 'dom0' ? 'dom0' : 'passthrough' };
 }
 
-/** Parses and checks a config object; `file` is used in messages and to resolve relative paths. */
-export function parseConfig(raw: unknown, file: string): ServerConfig {
-  const r: Reader = new Reader(file);
+/**
+ * Parses and checks a config object; `file` is used in messages and to resolve relative paths, `lines` (from
+ * parseConfigText) to name the line of a bad key.
+ */
+export function parseConfig(raw: unknown, file: string, lines: KeyLines = {}): ServerConfig {
+  const r: Reader = new Reader(file, lines);
   const dir = path.dirname(path.resolve(file));
   const o = r.obj(raw, '(top level)');
-  const known = new Set(['stateDir', 'listen', 'workers', 'limits', 'exports', 'guests']);
+  const known = new Set(['stateDir', 'listen', 'workers', 'limits', 'exports', 'guests', 'redis', 'events', 'services']);
   for (const k of Object.keys(o)) if (!known.has(k)) r.fail(k, 'is not a known key');
   const baseLimits = readLimits(r, o.limits, 'limits', defaults.limits as Limits);
   const shared = new Map<string, ExportConfig>();
@@ -252,27 +237,28 @@ export function parseConfig(raw: unknown, file: string): ServerConfig {
       listen.tcp = { host, port: t.port === undefined ? 0 : r.int(t.port, 'listen.tcp.port', 0, 65535) };
     }
   }
+  const stateDir = path.resolve(dir, r.str(o.stateDir, 'stateDir'));
   return {
     file,
-    stateDir: path.resolve(dir, r.str(o.stateDir, 'stateDir')),
+    stateDir,
     listen,
     workers: o.workers === undefined ? defaults.workers : r.int(o.workers, 'workers', 1, 64),
     guests,
+    redis: readRedis(r, o.redis, dir, stateDir),
+    events: readEvents(r, o.events),
+    services: readServices(r, o.services, dir),
+    lines,
   };
 }
 
+/** Reads, parses and checks a config file (YAML or JSON). */
 export function loadConfig(file: string): ServerConfig {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, '(file)', `cannot be read: ${(err as Error).message}`);
+    throw new ConfigError(file, '(file)', `cannot be read: ${(err as Error).message}`, { cause: err });
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
-  }
-  return parseConfig(raw, file);
+  const doc = parseConfigText(text, file);
+  return parseConfig(doc.raw, file, doc.lines);
 }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../../core/errors.ts';
 import { loadConfig, parseConfig } from '../../../core/config/config.ts';
 import defaults from '../../../config/defaults.json' with { type: 'json' };
@@ -170,4 +171,56 @@ test('loadConfig: an unreadable file and invalid JSON name the file', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('loadConfig reads YAML; an error names the file, the key and its line', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-config-yaml-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'xenfs.yaml');
+  const yaml = (maxHandles: number): string => [
+    '# dom0',
+    'stateDir: state',
+    'guests:',
+    '  - name: g1',
+    '    secret: s',
+    '    exports: [{ name: home, path: home }]',
+    '    limits:',
+    `      maxHandles: ${maxHandles}`,
+    'services:',
+    '  indexer: { enabled: false, config: { batchSize: 10 } }',
+    '',
+  ].join('\n');
+  fs.writeFileSync(file, yaml(64));
+  const cfg = loadConfig(file);
+  assert.equal(cfg.guests[0]?.limits.maxHandles, 64);
+  assert.equal(cfg.stateDir, path.join(dir, 'state'));
+  assert.deepEqual(cfg.services[0]?.config, { batchSize: 10 });
+  assert.equal(cfg.lines['services.indexer.config.batchSize'], 10);
+  fs.writeFileSync(file, yaml(2));
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.line === 8 &&
+    err.message === `${file}: guests[0].limits.maxHandles (line 8): must be an integer in 4..1048576`);
+  fs.writeFileSync(file, `${yaml(64)}stateDir: again\n`);
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.key === 'stateDir' &&
+    err.line === 11 && /given twice \(first on line 2\)/.test(err.message));
+});
+
+test('loadConfig: a multi-line JSON file gets line numbers too', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xenfs-config-json-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'xenfs.json');
+  fs.writeFileSync(file, JSON.stringify(base({ workers: 100 }), null, 2));
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.key === 'workers' &&
+    err.line === 15 && err.message.includes('workers (line 15)'));
+});
+
+test('the example config/xenfs.yaml parses: two guests, a shared export, the three services disabled', () => {
+  const file = fileURLToPath(new URL('../../../config/xenfs.yaml', import.meta.url));
+  const cfg = loadConfig(file);
+  assert.equal(cfg.stateDir, '/var/lib/xenfs');
+  assert.deepEqual(cfg.guests.map((g) => g.name), ['web-1', 'db-1']);
+  const shared = cfg.guests.map((g) => g.exports.find((e) => e.name === 'tools'));
+  assert.ok(shared.every((e) => e?.readOnly === true && e.path === '/srv/xenfs/shared/tools'));
+  assert.deepEqual(cfg.redis, { mode: 'private', dir: '/var/lib/xenfs/redis' });
+  assert.deepEqual(cfg.services.map((s) => [s.name, s.enabled]), [['indexer', false], ['scanner', false], ['backup', false]]);
+  assert.deepEqual(cfg.events, defaults.events);
 });
