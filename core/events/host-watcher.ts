@@ -298,7 +298,7 @@ export class HostWatcher extends EventEmitter<HostWatcherEvents> {
     const parents = new Map<string, Promise<boolean>>();
     return Promise.all(out.map(({ p, changes }) => {
       const slash = p.rel.lastIndexOf('/');
-      if (slash < 0 || !changes.every((c) => c.kind === 'deleted' || c.kind === 'dirDeleted')) return false;
+      if (slash < 0 || changes.length === 0 || !changes.every((c) => c.kind === 'deleted' || c.kind === 'dirDeleted')) return false;
       const parent = path.join(p.group.root, p.rel.slice(0, slash));
       let gone = parents.get(parent);
       if (gone === undefined) {
@@ -310,6 +310,7 @@ export class HostWatcher extends EventEmitter<HostWatcherEvents> {
   }
 
   #emitOne(ex: { guest: string; export: string }, rel: string, change: HostChange, time: number): void {
+    if (this.#closing !== undefined) return; // a listener may close the watcher halfway through a flush
     const { dir, size, mtime, ino } = change.state;
     const ev: NewEvent = { guest: ex.guest, export: ex.export, kind: change.kind, path: rel, dir, size, mtime, ino, time, origin: 'host' };
     try {

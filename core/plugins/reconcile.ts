@@ -105,22 +105,22 @@ export async function* reconcile(options: ReconcileOptions): AsyncGenerator<NewE
     const item: WalkItem | undefined = step.done === true ? undefined : step.value;
     if (item === undefined && rec === undefined) break;
     const order = item === undefined ? 1 : rec === undefined ? -1 : compareBytes(walkKey(item), rec.path);
-    if (order > 0) {
+    if (order > 0 && rec !== undefined) {
       // Recorded, no longer on disk.
-      const gone = rec!;
+      const gone = rec;
       yield event(gone.dir ? 'dirDeleted' : 'deleted', gone.path, gone);
       rec = nextRecord();
       if (gone.dir) skip(gone.path);
-    } else {
+    } else if (item !== undefined) {
       const same = order === 0 ? rec : undefined;
       if (same !== undefined) rec = nextRecord();
-      if (item!.kind === 'entry') {
+      if (item.kind === 'entry') {
         result.scanned++;
-        yield* differences(item!.path, item!.state, same, event, skip);
+        yield* differences(item.path, item.state, same, event, skip);
       } else {
         result.unreadable++;
-        log.log('warn', 'reconcile: cannot read; its recorded state is kept', { guest, export: exp, path: item!.path, err: item!.error.message });
-        if (item!.kind === 'unreadableTree') skip(item!.path);
+        log.log('warn', 'reconcile: cannot read; its recorded state is kept', { guest, export: exp, path: item.path, err: item.error.message });
+        if (item.kind === 'unreadableTree') skip(item.path);
       }
       step = await walk.next();
     }

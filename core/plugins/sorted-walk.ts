@@ -81,7 +81,7 @@ export async function* walkSorted(root: string, options: WalkOptions = {}): Asyn
       continue;
     }
     startLstats(root, frame, index);
-    const st = await slot.stat!;
+    const st = await (slot.stat ?? lstatOrError(path.join(root, rel)));
     slot.stat = undefined;
     if (!(st instanceof Error)) yield { kind: 'entry', path: rel, state: stateOf(st) };
     else if (!isGone(st)) yield { kind: 'unreadableEntry', path: rel, error: st };
@@ -119,8 +119,13 @@ function startLstats(root: string, frame: Frame, from: number): void {
     started++;
     if (slot.stat !== undefined) continue;
     const rel = frame.dir === '' ? slot.name : `${frame.dir}/${slot.name}`;
-    slot.stat = lstat(path.join(root, rel)).catch((err: unknown) => err as NodeJS.ErrnoException);
+    slot.stat = lstatOrError(path.join(root, rel));
   }
+}
+
+// Never rejects: an lstat started ahead of the walk must not become an unhandled rejection while it waits.
+function lstatOrError(abs: string): Promise<Stats | NodeJS.ErrnoException> {
+  return lstat(abs).catch((err: unknown) => err as NodeJS.ErrnoException);
 }
 
 function isGone(err: NodeJS.ErrnoException): boolean {
