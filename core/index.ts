@@ -9,3 +9,6 @@ export { loadConfig, parseConfig, type ServerConfig, type GuestConfig, type Limi
 export type { TransportKind, XenbusStateName, ExportInfo } from './protocol/control.ts';
 export { Op, Feature } from './protocol/opcodes.ts';
 export type { Logger, LogLevel } from './util/log.ts';
+export { HostWatcher, type HostWatcherOptions, type HostWatchError, type WatchedExport } from './events/host-watcher.ts';
+export { RecordedState, type RecordedEntry } from './plugins/recorded-state.ts';
+export { reconcile, type ReconcileOptions, type ReconcileProgress, type ReconcileResult } from './plugins/reconcile.ts';
