@@ -20,3 +20,6 @@ export {
 } from './plugins/plugin-api.ts';
 export { checkDefinition } from './plugins/check-definition.ts';
 export { validateServiceConfig, type ConfigSchema, type ConfigSchemaType } from './plugins/service-config.ts';
+export { HostWatcher, type HostWatcherOptions, type HostWatchError, type WatchedExport } from './events/host-watcher.ts';
+export { RecordedState, type RecordedEntry } from './plugins/recorded-state.ts';
+export { reconcile, type ReconcileOptions, type ReconcileProgress, type ReconcileResult } from './plugins/reconcile.ts';
