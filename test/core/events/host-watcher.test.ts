@@ -305,7 +305,8 @@ test('when inotify runs out of watches: a LimitError per directory, and the rest
   for (const e of out.errors) {
     assert.equal(e.code, 'XENFS_ERR_LIMIT');
     assert.equal(e.limit, 'fs.inotify.max_user_watches');
-    assert.match(e.path, /^d\d\d$/, 'paths relative to the root');
+    // chokidar 5 also watches each new file on its own, so `top` may be refused a watch too.
+    assert.match(e.path, /^(d\d\d|top)$/, 'paths relative to the root');
   }
   assert.deepEqual(out.events, ['created top'], 'the root itself is still watched');
 });
