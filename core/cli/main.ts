@@ -1,13 +1,15 @@
-// `xenfs` command line. Subcommands: `server --config FILE` runs dom0's file server in the foreground;
-// `guest NAME --mount DIR` runs a guest's front end with its export mounted at DIR (guest-command.ts).
+// `xenfs` command line. Subcommands: `up --config FILE` runs dom0 with its event flow and services
+// (up-command.ts), `status` and `worker` talk to or help a running one; `server --config FILE` runs the file
+// server alone; `guest NAME --mount DIR` runs a guest's front end with its export mounted at DIR.
 import { loadConfig } from '../config/config.ts';
 import { XenfsError } from '../errors.ts';
 import { XenfsServer } from '../server/server.ts';
 import { stderrLogger } from '../util/log.ts';
 import { GUEST_USAGE, guestCommand } from './guest-command.ts';
+import { STATUS_USAGE, UP_USAGE, WORKER_USAGE, statusCommand, upCommand, workerCommand } from './up-command.ts';
 
 const SERVER_USAGE = 'usage: xenfs server --config FILE';
-const USAGE = `${SERVER_USAGE}\n${GUEST_USAGE}`;
+const USAGE = [UP_USAGE, STATUS_USAGE, WORKER_USAGE, SERVER_USAGE, GUEST_USAGE].join('\n');
 
 async function server(args: string[]): Promise<void> {
   const i = args.indexOf('--config');
@@ -26,7 +28,9 @@ async function server(args: string[]): Promise<void> {
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
-const commands: Record<string, (a: string[]) => Promise<void>> = { server, guest: guestCommand };
+const commands: Record<string, (a: string[]) => Promise<void>> = {
+  up: upCommand, status: statusCommand, worker: workerCommand, server, guest: guestCommand,
+};
 const run = cmd ? commands[cmd] : undefined;
 if (!run) {
   process.stderr.write(`${USAGE}\n`);

@@ -15,11 +15,18 @@ export const EVENT_KINDS = [
 
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-/** Where an event came from: a guest through XenFS, or a change made on dom0 directly, outside XenFS. */
-export type EventOrigin = 'guest' | 'host';
+/**
+ * Where an event came from: a guest through XenFS, a change made on dom0 directly (outside XenFS), or a
+ * reconciliation pass that found a difference between an export and what one service recorded (only that
+ * service gets it; it may repeat an event the service had not handled yet when it stopped).
+ */
+export type EventOrigin = 'guest' | 'host' | 'reconcile';
 
 export interface ChangeEvent {
-  /** Position in the event log: strictly increasing, never reused for a state directory. */
+  /**
+   * Position in the event log: strictly increasing, never reused for a state directory. A reconciliation's
+   * events all carry the log's position when the pass began.
+   */
   seq: number;
   /** The guest the export belongs to (for an export shared by several guests, the one that made the change). */
   guest: string;

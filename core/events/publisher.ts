@@ -16,9 +16,12 @@ export interface Subscription {
   exports?: readonly string[];
 }
 
-/** Where batches go: ServiceQueues.addBatches. Adding a batch whose events were added before must be harmless. */
+/**
+ * Where batches go: ServiceQueues.addBatches. A batch's id is its `jobId`, else derived from its seqs; adding a
+ * batch whose id is still queued must be harmless.
+ */
 export interface BatchSink {
-  addBatches(batches: ReadonlyArray<{ service: string; events: ChangeEvent[] }>): Promise<unknown>;
+  addBatches(batches: ReadonlyArray<{ service: string; events: ChangeEvent[]; jobId?: string }>): Promise<unknown>;
 }
 
 /** The last seq published to every service, kept where the batches are. */

@@ -56,6 +56,9 @@ export interface NativeEngineStats {
   notifies: number;
   inFlight: number;
   bytesInFlight: number;
+  /** File data read and written through dom0 (passthrough I/O never reaches it). */
+  bytesRead: number;
+  bytesWritten: number;
   handles: number;
   nodes: number;
   mappedGrants: number;

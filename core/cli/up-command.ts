@@ -1,0 +1,85 @@
+// `xenfs up --config FILE`: starts dom0 (platform.ts) in the foreground with structured logs (pino, one JSON
+// object per line on stderr), answers `xenfs status` on its admin socket, and shuts down in order on SIGTERM or
+// SIGINT. `xenfs status` and `xenfs worker` live here too: they read the same config.
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadConfig } from '../config/config.ts';
+import { XenfsError } from '../errors.ts';
+import { ServiceRuntime } from '../plugins/service-runtime.ts';
+import { unavailableHooks } from '../plugins/unavailable-hooks.ts';
+import { AdminSocket, adminGet } from './admin-socket.ts';
+import { Platform, redisTarget } from './platform.ts';
+import { formatStatus, type PlatformStatus } from './platform-status.ts';
+
+export const UP_USAGE = 'usage: xenfs up --config FILE';
+export const STATUS_USAGE = 'usage: xenfs status --config FILE [--json]';
+export const WORKER_USAGE = 'usage: xenfs worker --service NAME [--service NAME...] --config FILE';
+
+function configArg(args: string[], usage: string, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { config: { type: 'string' }, ...extra }, strict: true }));
+  } catch (err) {
+    throw new XenfsError('XENFS_ERR_CONFIG', `${(err as Error).message}\n${usage}`);
+  }
+  if (typeof values.config !== 'string') throw new XenfsError('XENFS_ERR_CONFIG', usage);
+  return { file: values.config, values };
+}
+
+/** Runs until a signal, then stops in order; exits 0 when everything stopped cleanly. */
+function onSignals(stop: (sig: string) => Promise<void>): void {
+  let stopping = false;
+  const handler = (sig: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    stop(sig).then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}
+
+export async function upCommand(args: string[]): Promise<void> {
+  const { file } = configArg(args, UP_USAGE);
+  const config = loadConfig(file);
+  const logger = pino({ base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const platform = new Platform(config, { logger });
+  await platform.start();
+  const admin = await AdminSocket.listen(config.stateDir, { '/status': () => platform.status() });
+  onSignals(async (sig) => {
+    logger.info({ signal: sig }, 'xenfs stopping');
+    await admin.close();
+    await platform.stop();
+  });
+  const ready = { type: 'ready', admin: admin.path, control: platform.server?.controlPath, redis: platform.redisTarget };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  if (process.send) process.send(ready);
+}
+
+export async function statusCommand(args: string[]): Promise<void> {
+  const { file, values } = configArg(args, STATUS_USAGE, { json: { type: 'boolean' } });
+  const config = loadConfig(file);
+  const status = (await adminGet(config.stateDir, '/status')) as PlatformStatus;
+  process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
+}
+
+/** Runs services' workers against the configured (external) Redis: more hands for a busy queue, on any host. */
+export async function workerCommand(args: string[]): Promise<void> {
+  const { file, values } = configArg(args, WORKER_USAGE, { service: { type: 'string', multiple: true } });
+  const services = (values.service as string[] | undefined) ?? [];
+  if (services.length === 0) throw new XenfsError('XENFS_ERR_CONFIG', WORKER_USAGE);
+  const config = loadConfig(file);
+  const target = redisTarget(config.redis);
+  if (!target) {
+    throw new XenfsError('XENFS_ERR_CONFIG', `${file}: redis: a worker on its own needs an external Redis (path, host or cluster); the private one is xenfs up's alone`);
+  }
+  const logger = pino({ base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const runtime = new ServiceRuntime({ config, target, logger, only: services, ...unavailableHooks() });
+  await runtime.load();
+  await runtime.start();
+  onSignals(async (sig) => {
+    logger.info({ signal: sig }, 'xenfs worker stopping');
+    await runtime.stop();
+  });
+  logger.info({ services }, 'xenfs worker running');
+  process.stdout.write(`${JSON.stringify({ type: 'ready', services })}\n`);
+}
