@@ -83,6 +83,18 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, ms = 500
   }
 }
 
+/**
+ * A `defer(fn)` whose functions run after the test in reverse order of registration (node:test runs its own
+ * after hooks in order): what is started last is stopped first, so a worker closes before its Redis stops.
+ */
+export function deferrer(t: { after(fn: () => unknown): void }): (fn: () => unknown) => void {
+  const fns: Array<() => unknown> = [];
+  t.after(async () => {
+    for (const fn of fns.reverse()) await fn();
+  });
+  return (fn) => void fns.push(fn);
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Whether a process with this PID exists (as anything but a zombie). */

@@ -132,7 +132,9 @@ test('start gives up after its timeout and kills what it started', async (t) => 
 });
 
 test('a socket path too long for a UNIX socket is refused before anything runs', async (t) => {
-  const redis = privateRedis(t, { dir: path.join(tempDir(), 'x'.repeat(120)) });
+  const parent = tempDir();
+  t.after(() => fs.rmSync(parent, { recursive: true, force: true }));
+  const redis = privateRedis(t, { dir: path.join(parent, 'x'.repeat(120)) });
   await assert.rejects(redis.start(), /longer than 107 bytes/);
   assert.equal(fs.existsSync(redis.dir), false);
 });
