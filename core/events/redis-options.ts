@@ -74,15 +74,15 @@ function tlsOptions(tls: boolean | TlsOptions | undefined): TlsOptions | undefin
 }
 
 /** Settings every connection of `role` gets, wherever it points. */
-function roleOptions(role: RedisRole): RedisOptions {
+function roleOptions(role: RedisRole): PlainRedisOptions {
   return role === 'worker'
     ? { maxRetriesPerRequest: null, enableOfflineQueue: true }
     : { maxRetriesPerRequest: 1, enableOfflineQueue: false };
 }
 
 /** ioredis options for a single server (socket or host:port) serving `role`; `name` shows in CLIENT LIST. */
-export function redisOptions(target: RedisSocketTarget | RedisServerTarget, role: RedisRole, name: string): RedisOptions {
-  const common: RedisOptions = { ...roleOptions(role), connectionName: name, retryStrategy: retryDelay, lazyConnect: true };
+export function redisOptions(target: RedisSocketTarget | RedisServerTarget, role: RedisRole, name: string): PlainRedisOptions {
+  const common: PlainRedisOptions = { ...roleOptions(role), connectionName: name, retryStrategy: retryDelay, lazyConnect: true };
   if ('path' in target) return { ...common, path: target.path };
   const tls = tlsOptions(target.tls);
   return {
@@ -112,13 +112,54 @@ export function clusterOptions(target: RedisClusterTarget, role: RedisRole, name
   };
 }
 
+/** Options of a client whose replies keep their RESP2 shapes (ioredis's default, and what BullMQ expects). */
+type PlainRedisOptions = Omit<RedisOptions, 'replyMapping'>;
+
+/**
+ * ioredis's Redis, except that disconnect() always ends the connection. ioredis's own disconnect() leaves a
+ * connection that is waiting to reconnect (status 'reconnecting') in that state for good: it never emits
+ * 'end', and commands queued offline never settle. BullMQ waits for both when it closes a worker, so closing a
+ * worker while Redis is down would wait for ever. Here that disconnect lets the pending attempt run instead,
+ * with no retry after it: when it fails, ioredis's close handler ends the connection as it should; if Redis is
+ * back and it succeeds, the connection is ended then. Either way within one retry delay (at most 2 s).
+ */
+export class EndingRedis extends Redis {
+  readonly #state: { ending: boolean };
+
+  constructor(options: PlainRedisOptions) {
+    const state = { ending: false };
+    const retry = options.retryStrategy;
+    super({ ...options, retryStrategy: (times) => (state.ending ? null : retry?.(times)) });
+    this.#state = state;
+    this.on('ready', () => {
+      if (state.ending) super.disconnect();
+    });
+    // BullMQ duplicates its worker's connection for its blocking wait; the copy must end the same way. An own
+    // property, not an override: ioredis types duplicate() generically over reply shapes this class never uses.
+    Object.defineProperty(this, 'duplicate', {
+      value: (override?: Partial<PlainRedisOptions>) => new EndingRedis({ ...options, ...override }),
+      // BullMQ wraps clients in a Proxy, whose invariants forbid it to shadow a read-only own property.
+      configurable: true,
+      writable: true,
+    });
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect && this.status === 'reconnecting') {
+      this.#state.ending = true;
+      return;
+    }
+    super.disconnect(reconnect);
+  }
+}
+
 /**
  * A new, not yet connected client for `target` (call connect(), or hand it to BullMQ, which connects it).
  * The caller owns it and disconnects it.
  */
 export function createRedisClient(target: RedisTarget, role: RedisRole, name: string): Redis | Cluster {
   if ('cluster' in target) return new Cluster(target.cluster, clusterOptions(target, role, name));
-  return new Redis(redisOptions(target, role, name));
+  return new EndingRedis(redisOptions(target, role, name));
 }
 
 /**
