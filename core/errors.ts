@@ -15,6 +15,9 @@ export const ERROR_CODES = {
   XENFS_ERR_SANDBOX: 'A sandboxed guest could not be set up (namespaces, its root, or its workload).',
   XENFS_ERR_UNSUPPORTED: 'The running kernel lacks what a requested feature needs (FUSE passthrough for the native front end).',
   XENFS_ERR_EVENT_LOG: 'The change-event log is damaged or cannot be read (file, offset).',
+  XENFS_ERR_PROCESS: 'A process XenFS starts and owns (the private redis-server) could not start or stop (program, logTail).',
+  XENFS_ERR_BAD_EVENT: 'A change event or a queued batch of them is malformed; a queued one fails at once, without retry (at).',
+  XENFS_ERR_EVENTS_FAILED: "A service's handler failed events of a batch; each failure names the event (failures).",
 } as const;
 
 export type XenfsErrorCode = keyof typeof ERROR_CODES;
@@ -187,5 +190,23 @@ export class EventLogError extends XenfsError {
     super('XENFS_ERR_EVENT_LOG', `${file} at byte ${offset}: ${message}`, options);
     this.file = file;
     this.offset = offset;
+  }
+}
+
+/**
+ * A process XenFS starts and owns (the private redis-server) could not be started or stopped. `logTail` holds the
+ * last lines of its log, where the process itself says why.
+ */
+export class ProcessError extends XenfsError {
+  /** The program, as it was (or would have been) executed. */
+  readonly program: string;
+  readonly logTail: string;
+
+  constructor(program: string, message: string, options: ErrorOptions & { logTail?: string } = {}) {
+    const logTail = options.logTail ?? '';
+    super('XENFS_ERR_PROCESS', logTail === '' ? message : `${message}\n--- end of its log ---\n${logTail}`,
+      options.cause === undefined ? undefined : { cause: options.cause });
+    this.program = program;
+    this.logTail = logTail;
   }
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import {
-  ConfigError, DisconnectedError, ERROR_CODES, ErrnoError, LimitError, ProtocolError, XenfsError, errnoName,
+  ConfigError, DisconnectedError, ERROR_CODES, ErrnoError, LimitError, ProcessError, ProtocolError, XenfsError, errnoName,
   errnoNumber,
 } from '../../core/errors.ts';
 
@@ -14,6 +14,7 @@ const samples: XenfsError[] = [
   new DisconnectedError(),
   new LimitError('maxInFlight', 'too many requests'),
   new ConfigError('xenfs.json', 'server.maxGuests', 'must be a positive integer'),
+  new ProcessError('/usr/bin/redis-server', 'exited before answering PING', { logTail: 'FATAL CONFIG FILE ERROR' }),
 ];
 
 test('every error class carries a registered code', () => {
@@ -60,6 +61,11 @@ test('specific fields survive on subclasses', () => {
   const cfg = new ConfigError('a.json', 'k', 'bad');
   assert.equal(cfg.file, 'a.json');
   assert.equal(cfg.key, 'k');
+  const proc = new ProcessError('/bin/x', 'would not start', { logTail: 'line 1\nline 2' });
+  assert.equal(proc.program, '/bin/x');
+  assert.equal(proc.logTail, 'line 1\nline 2');
+  assert.match(proc.message, /^would not start\n.*\nline 1\nline 2$/);
+  assert.equal(new ProcessError('/bin/x', 'no log').message, 'no log');
   const cause = new Error('socket reset');
   assert.equal(new DisconnectedError('gone', { cause }).cause, cause);
 });
