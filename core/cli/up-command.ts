@@ -15,15 +15,17 @@ export const UP_USAGE = 'usage: xenfs up --config FILE';
 export const STATUS_USAGE = 'usage: xenfs status --config FILE [--json]';
 export const WORKER_USAGE = 'usage: xenfs worker --service NAME [--service NAME...] --config FILE';
 
-function configArg(args: string[], usage: string, extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {}) {
-  let values;
+function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], usage: string, options: T) {
   try {
-    ({ values } = parseArgs({ args, options: { config: { type: 'string' }, ...extra }, strict: true }));
+    return parseArgs({ args, options, strict: true }).values;
   } catch (err) {
     throw new XenfsError('XENFS_ERR_CONFIG', `${(err as Error).message}\n${usage}`);
   }
-  if (typeof values.config !== 'string') throw new XenfsError('XENFS_ERR_CONFIG', usage);
-  return { file: values.config, values };
+}
+
+function configFile(v: unknown, usage: string): string {
+  if (typeof v !== 'string') throw new XenfsError('XENFS_ERR_CONFIG', usage);
+  return v;
 }
 
 /** Runs until a signal, then stops in order; exits 0 when everything stopped cleanly. */
@@ -39,7 +41,7 @@ function onSignals(stop: (sig: string) => Promise<void>): void {
 }
 
 export async function upCommand(args: string[]): Promise<void> {
-  const { file } = configArg(args, UP_USAGE);
+  const file = configFile(parse(args, UP_USAGE, { config: { type: 'string' } }).config, UP_USAGE);
   const config = loadConfig(file);
   const logger = pino({ base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const platform = new Platform(config, { logger });
@@ -56,7 +58,8 @@ export async function upCommand(args: string[]): Promise<void> {
 }
 
 export async function statusCommand(args: string[]): Promise<void> {
-  const { file, values } = configArg(args, STATUS_USAGE, { json: { type: 'boolean' } });
+  const values = parse(args, STATUS_USAGE, { config: { type: 'string' }, json: { type: 'boolean' } });
+  const file = configFile(values.config, STATUS_USAGE);
   const config = loadConfig(file);
   const status = (await adminGet(config.stateDir, '/status')) as PlatformStatus;
   process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
@@ -64,8 +67,9 @@ export async function statusCommand(args: string[]): Promise<void> {
 
 /** Runs services' workers against the configured (external) Redis: more hands for a busy queue, on any host. */
 export async function workerCommand(args: string[]): Promise<void> {
-  const { file, values } = configArg(args, WORKER_USAGE, { service: { type: 'string', multiple: true } });
-  const services = (values.service as string[] | undefined) ?? [];
+  const values = parse(args, WORKER_USAGE, { config: { type: 'string' }, service: { type: 'string', multiple: true } });
+  const file = configFile(values.config, WORKER_USAGE);
+  const services = values.service ?? [];
   if (services.length === 0) throw new XenfsError('XENFS_ERR_CONFIG', WORKER_USAGE);
   const config = loadConfig(file);
   const target = redisTarget(config.redis);

@@ -32,9 +32,9 @@ export interface EventFailure {
 
 /** A job's data. */
 export interface BatchJobData {
-  /** In increasing `seq` order, at least one. */
+  /** In `seq` order, at least one (a reconciliation's events share one seq). */
   events: ChangeEvent[];
-  /** Seqs of the events an earlier attempt handled: a retry runs only the others. */
+  /** Indexes into `events` of those an earlier attempt handled: a retry runs only the others. */
   done?: number[];
   /** Why each event failed on the latest failed attempt. */
   failures?: EventFailure[];
@@ -147,7 +147,9 @@ export function parseChangeEvent(v: unknown, at = 'event'): ChangeEvent {
   if (typeof dir !== 'boolean') throw new BadEventError(`${at}.dir`, 'must be true or false');
   if (isDirectoryKind(kind) && !dir) throw new BadEventError(`${at}.dir`, `must be true for ${kind}`);
   const origin = v.origin;
-  if (origin !== 'guest' && origin !== 'host') throw new BadEventError(`${at}.origin`, "must be 'guest' or 'host'");
+  if (origin !== 'guest' && origin !== 'host' && origin !== 'reconcile') {
+    throw new BadEventError(`${at}.origin`, "must be 'guest', 'host' or 'reconcile'");
+  }
   const event: ChangeEvent = {
     seq: num(v, 'seq', at, true),
     guest: str(v, 'guest', at, true),
@@ -166,13 +168,13 @@ export function parseChangeEvent(v: unknown, at = 'event'): ChangeEvent {
   return event;
 }
 
-/** Checks a list of events as a batch: non-empty, each valid, seqs strictly increasing. */
+/** Checks a list of events as a batch: non-empty, each valid, seqs never decreasing. */
 export function parseEvents(v: unknown, at = 'events'): ChangeEvent[] {
   if (!Array.isArray(v) || v.length === 0) throw new BadEventError(at, 'must be a non-empty array of events');
   const events = v.map((e, i) => parseChangeEvent(e, `${at}[${i}]`));
   for (let i = 1; i < events.length; i++) {
-    if ((events[i] as ChangeEvent).seq <= (events[i - 1] as ChangeEvent).seq) {
-      throw new BadEventError(`${at}[${i}].seq`, 'seqs must increase strictly within a batch');
+    if ((events[i] as ChangeEvent).seq < (events[i - 1] as ChangeEvent).seq) {
+      throw new BadEventError(`${at}[${i}].seq`, 'seqs must not decrease within a batch');
     }
   }
   return events;
@@ -193,8 +195,8 @@ function parseFailure(v: unknown, at: string): EventFailure {
 }
 
 /**
- * A job's name and data, checked: the name must be BATCH_JOB_NAME, the data a BatchJobData whose `done` seqs
- * all belong to its events. Throws BadEventError saying where it is wrong.
+ * A job's name and data, checked: the name must be BATCH_JOB_NAME, the data a BatchJobData whose `done`
+ * entries are distinct indexes of its events. Throws BadEventError saying where it is wrong.
  */
 export function parseBatchJob(name: unknown, data: unknown): BatchJobData {
   if (name !== BATCH_JOB_NAME) {
@@ -204,11 +206,14 @@ export function parseBatchJob(name: unknown, data: unknown): BatchJobData {
   const events = parseEvents(data.events, 'events');
   const batch: BatchJobData = { events };
   if (data.done !== undefined) {
-    const seqs = new Set(events.map((e) => e.seq));
-    if (!Array.isArray(data.done)) throw new BadEventError('done', 'must be an array of seqs');
-    batch.done = data.done.map((s, i) => {
-      if (typeof s !== 'number' || !seqs.has(s)) throw new BadEventError(`done[${i}]`, 'is not the seq of an event of this batch');
-      return s;
+    if (!Array.isArray(data.done)) throw new BadEventError('done', 'must be an array of event indexes');
+    const seen = new Set<number>();
+    batch.done = data.done.map((x, i) => {
+      if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= events.length || seen.has(x as number)) {
+        throw new BadEventError(`done[${i}]`, 'is not the index of an event of this batch, or repeats one');
+      }
+      seen.add(x as number);
+      return x as number;
     });
   }
   if (data.failures !== undefined) {

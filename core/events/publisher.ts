@@ -105,6 +105,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
     for (;;) {
       try {
         this.#published = await this.#cursor.get();
+        this.#recovered();
         break;
       } catch (err) {
         this.#fail(err);
@@ -181,9 +182,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
         this.#published = last;
         this.#events += events.length;
         this.#batches += batches.length;
-        this.#retryMs = RETRY_MIN_MS;
-        if (this.#stalled) this.#opts.logger.log('info', 'event publishing resumed', { published: last });
-        this.#stalled = false;
+        this.#recovered();
         for (const ev of events) this.emit('event', ev);
         this.emit('published', last);
         this.#truncate(last);
@@ -211,6 +210,13 @@ export class Publisher extends EventEmitter<PublisherEvents> {
       if (batch.length > 0) out.push({ service: sub.service, events: batch });
     }
     return out;
+  }
+
+  #recovered(): void {
+    this.#retryMs = RETRY_MIN_MS;
+    if (this.#stalled) this.#opts.logger.log('info', 'event publishing resumed', { published: this.#published });
+    this.#stalled = false;
+    this.#lastError = null;
   }
 
   #fail(err: unknown): void {

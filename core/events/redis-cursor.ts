@@ -20,10 +20,25 @@ export class RedisCursor implements CursorStore {
 
   /** The cursor, 0 when Redis has none (a fresh Redis, or one that lost everything: the log is replayed). */
   async get(): Promise<number> {
+    await this.#ready();
     const v = await this.#client.get(this.key);
     const n = v === null ? 0 : Number(v);
     if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${this.key} holds ${JSON.stringify(v)}, not a seq`);
     return n;
+  }
+
+  // The first call comes right after construction: give the connection a moment rather than fail at once.
+  async #ready(timeoutMs = 2000): Promise<void> {
+    if (this.#client.status === 'ready') return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#client.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#client.once('ready', done);
+    });
   }
 
   async set(seq: number): Promise<void> {

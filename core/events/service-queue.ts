@@ -45,6 +45,11 @@ export interface BatchSpec {
   events: ChangeEvent[];
   /** Overrides the service's settings for this batch. */
   opts?: Partial<ServiceQueueSettings>;
+  /**
+   * The job's id; default `${first seq}-${last seq}`. Batches whose events share one seq (a reconciliation's)
+   * need their own.
+   */
+  jobId?: string;
 }
 
 /** Batches of one service by state. */
@@ -71,7 +76,7 @@ export interface FailedBatch {
   reason: string;
   /** The batch, or null when its data is not a valid batch (then `reason` says what is wrong with it). */
   events: ChangeEvent[] | null;
-  /** Seqs handled by some attempt: these are not run again if the batch is retried. */
+  /** Indexes into `events` of those some attempt handled: these are not run again if the batch is retried. */
   done: number[];
   /** The failed events, from the last attempt. */
   failures: EventFailure[];
@@ -175,7 +180,7 @@ export class ServiceQueues {
         throw new LimitError('maxBatchEvents', `a batch of ${b.events.length} events for ${b.service} (at most ${this.#maxBatchEvents})`);
       }
       const events = parseEvents(b.events, `batches[${i}].events`);
-      const jobId = batchJobId(events);
+      const jobId = b.jobId ?? batchJobId(events);
       const s = this.settings(b.service, b.opts);
       const job = {
         name: BATCH_JOB_NAME,

@@ -27,6 +27,14 @@ import {
 /** What became of one event: handled, or the error that stopped it. */
 export type EventOutcome = 'ok' | Error;
 
+/**
+ * An outcome that retrying cannot change (the event itself is the problem). A batch whose failures are all
+ * permanent fails at once, without its remaining attempts.
+ */
+export class PermanentEventError extends Error {
+  override name = 'PermanentEventError';
+}
+
 export interface BatchInfo {
   /** 1 on the first run of a batch, n on its n-th attempt (a run restarted after a stall keeps its number). */
   attempt: number;
@@ -275,7 +283,8 @@ export class ServiceWorker extends EventEmitter<ServiceWorkerEvents> {
       throw new UnrecoverableError(err.message);
     }
     const done = new Set(batch.done);
-    const pending = batch.events.filter((e) => !done.has(e.seq));
+    const indexes = batch.events.flatMap((_, i) => (done.has(i) ? [] : [i]));
+    const pending = indexes.map((i) => batch.events[i] as ChangeEvent);
     // An earlier attempt handled everything and died before it could say so.
     if (pending.length === 0) return;
 
@@ -284,9 +293,9 @@ export class ServiceWorker extends EventEmitter<ServiceWorkerEvents> {
     this.#stats.lastHandledAt = Date.now();
     const ok: number[] = [];
     const failures: EventFailure[] = [];
-    pending.forEach((e, i) => {
-      const o = outcomes[i];
-      if (o === 'ok') ok.push(e.seq);
+    pending.forEach((e, k) => {
+      const o = outcomes[k];
+      if (o === 'ok') ok.push(indexes[k] as number);
       else failures.push(failureOf(e, o));
     });
     this.#stats.eventsDone += ok.length;
@@ -300,7 +309,9 @@ export class ServiceWorker extends EventEmitter<ServiceWorkerEvents> {
     // Before failing the attempt: a retry must know which events not to run again.
     await job.updateData({ events: batch.events, done: [...(batch.done ?? []), ...ok], failures } satisfies BatchJobData);
     const err = new EventsFailedError(failures, pending.length);
-    this.#failed({ jobId, attempt, failures, reason: err.message, willRetry: attempt < (job.opts.attempts ?? 1) });
+    const permanent = outcomes.every((o) => o === 'ok' || o instanceof PermanentEventError);
+    this.#failed({ jobId, attempt, failures, reason: err.message, willRetry: !permanent && attempt < (job.opts.attempts ?? 1) });
+    if (permanent) throw new UnrecoverableError(err.message);
     throw err;
   }
 

@@ -8,7 +8,7 @@ import type { ServerConfig, ServiceConfig } from '../config/config.ts';
 import type { ChangeEvent } from '../events/change-event.ts';
 import type { Subscription } from '../events/publisher.ts';
 import type { RedisTarget } from '../events/redis-options.ts';
-import { ServiceWorker, type EventOutcome as WorkerOutcome, type WorkerStats } from '../events/service-worker.ts';
+import { PermanentEventError, ServiceWorker, type EventOutcome as WorkerOutcome, type WorkerStats } from '../events/service-worker.ts';
 import { checkDefinition } from './check-definition.ts';
 import type { EventOutcome, PolicyHooks, ServiceDefinition, ServiceHealth, SnapshotHooks } from './plugin-api.ts';
 import { RecordedState } from './recorded-state.ts';
@@ -46,11 +46,6 @@ interface Running extends LoadedService {
   handle: ServiceContextHandle<Record<string, unknown>>;
   recorded: RecordedState | null;
   worker: ServiceWorker | null;
-}
-
-/** An outcome that must not be retried: the event itself is the problem (ServiceWorker fails it for good). */
-export class PermanentEventError extends Error {
-  readonly permanent = true;
 }
 
 function toWorkerOutcome(o: EventOutcome | void): WorkerOutcome {
@@ -139,7 +134,7 @@ export class ServiceRuntime {
       } catch (err) {
         health = { healthy: false, detail: `health check threw: ${(err as Error).message}` };
       }
-      return { name: r.config.name, ...health, worker: r.worker?.stats() ?? null };
+      return { name: r.config.name, ...health, worker: r.worker?.stats ?? null };
     }));
   }
 
@@ -166,13 +161,9 @@ export class ServiceRuntime {
   async #handle(r: Running, events: ChangeEvent[]): Promise<WorkerOutcome[]> {
     const recorded = r.recorded;
     const ctx = r.handle.context;
-    const fresh: number[] = [];
-    const outcomes: WorkerOutcome[] = events.map((ev, i) => {
-      const row = recorded?.get(ev.guest, ev.export, ev.path);
-      if (row && row.seq > ev.seq) return 'ok';
-      fresh.push(i);
-      return 'ok';
-    });
+    const outcomes: WorkerOutcome[] = events.map(() => 'ok');
+    // Indexes of the events still to hand over: not superseded by a newer event the service already handled.
+    const fresh = events.flatMap((ev, i) => ((recorded?.get(ev.guest, ev.export, ev.path)?.seq ?? 0) > ev.seq ? [] : [i]));
     const todo = fresh.map((i) => events[i] as ChangeEvent);
     const def = r.definition;
     if (def.handleBatch) {

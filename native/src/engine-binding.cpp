@@ -213,6 +213,8 @@ Napi::Value Engine::Stats(const Napi::CallbackInfo& info) {
   out.Set("notifies", static_cast<double>(s.notifies.load()));
   out.Set("inFlight", s.in_flight.load());
   out.Set("bytesInFlight", static_cast<double>(s.bytes_in_flight.load()));
+  out.Set("bytesRead", static_cast<double>(s.bytes_read.load()));
+  out.Set("bytesWritten", static_cast<double>(s.bytes_written.load()));
   out.Set("handles", session_->backend().handle_count());
   out.Set("nodes", session_->backend().node_count());
   out.Set("mappedGrants", session_->mapped_grants());

@@ -269,6 +269,9 @@ bool Session::pool_idle() {
 void Session::finish(const proto::Request& req, const OpSpec& spec, proto::Response& rsp, const uint8_t* data) {
   if (rsp.status < 0) stats_.errors++;
   if (rsp.status == 0) track_backing(req, rsp);
+  // Data through dom0 only: with passthrough the kernel reads and writes the backing file and dom0 counts nothing.
+  if (rsp.status == 0 && req.op == proto::kRead) stats_.bytes_read += rsp.len;
+  if (rsp.status == 0 && req.op == proto::kWrite) stats_.bytes_written += rsp.len;
   // Output data follows only a successful reply to a request that asked for some (docs/protocol.md).
   size_t len = (rsp.status == 0 && spec.data == DataDir::kOut && req.len > 0) ? rsp.len : 0;
   respond(rsp, data, len);

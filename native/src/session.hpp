@@ -66,6 +66,8 @@ struct SessionStats {
   std::atomic<uint64_t> notifies{0};
   std::atomic<uint32_t> in_flight{0};
   std::atomic<uint64_t> bytes_in_flight{0};
+  std::atomic<uint64_t> bytes_read{0};     // file data served through dom0 (READ replies)
+  std::atomic<uint64_t> bytes_written{0};  // file data written through dom0 (WRITE replies)
 };
 
 class Session : public std::enable_shared_from_this<Session> {
