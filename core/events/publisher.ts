@@ -28,6 +28,11 @@ export interface BatchSink {
 export interface CursorStore {
   get(): Promise<number>;
   set(seq: number): Promise<void>;
+  /**
+   * Counts the store's (re)connections. When it changes, the store may have come back with less than it had (a
+   * Redis restarted from an AOF that missed its last second): the publisher reads the cursor again and goes back.
+   */
+  epoch(): number;
 }
 
 export interface PublisherOptions {
@@ -82,6 +87,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #retryMs = RETRY_MIN_MS;
+  #epoch = -1;
   #stopped = false;
   #published = 0;
   #events = 0;
@@ -104,6 +110,7 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   async start(): Promise<void> {
     for (;;) {
       try {
+        this.#epoch = this.#cursor.epoch();
         this.#published = await this.#cursor.get();
         this.#recovered();
         break;
@@ -166,10 +173,11 @@ export class Publisher extends EventEmitter<PublisherEvents> {
 
   // Publishes until the log has nothing more synced, or the sink fails (then retries with backoff).
   async #flush(): Promise<void> {
-    const reader = this.#reader;
-    if (!reader) return;
     const chunk = this.#opts.batchMax * 16;
     for (;;) {
+      if (this.#epoch !== this.#cursor.epoch() && !(await this.#resync())) return;
+      const reader = this.#reader;
+      if (!reader) return;
       if (this.#pending.length < chunk) this.#pending.push(...reader.read(chunk - this.#pending.length));
       if (this.#pending.length === 0) return;
       const events = this.#pending;
@@ -192,6 +200,28 @@ export class Publisher extends EventEmitter<PublisherEvents> {
         return;
       }
       if (this.#stopped) return;
+    }
+  }
+
+  // After the store reconnected: if it holds an older cursor than ours, what was published after it is gone with
+  // it, and is read from the log again (batches Redis still holds are not added twice: their ids are taken).
+  async #resync(): Promise<boolean> {
+    try {
+      const epoch = this.#cursor.epoch();
+      const stored = await this.#cursor.get();
+      this.#epoch = epoch;
+      if (stored < this.#published) {
+        this.#opts.logger.log('warn', 'the queues lost published events; publishing them again', { from: stored + 1, to: this.#published });
+        this.#reader?.close();
+        this.#reader = this.#log.reader(stored + 1);
+        this.#pending = [];
+        this.#published = stored;
+      }
+      return true;
+    } catch (err) {
+      this.#fail(err);
+      this.#schedule(this.#retryMs);
+      return false;
     }
   }
 

@@ -9,12 +9,14 @@ export class RedisCursor implements CursorStore {
   readonly key: string;
   readonly #client: Redis | Cluster;
   #closed = false;
+  #epoch = 0;
 
   constructor(target: RedisTarget) {
     this.key = `${queuePrefix(target)}:events:published`;
     this.#client = createRedisClient(target, 'producer', 'xenfs-publisher');
     // Connection failures surface as failed get()/set() calls, which the publisher retries.
     this.#client.on('error', () => {});
+    this.#client.on('ready', () => this.#epoch++);
     this.#client.connect().catch(() => {});
   }
 
@@ -39,6 +41,10 @@ export class RedisCursor implements CursorStore {
       const timer = setTimeout(done, timeoutMs);
       this.#client.once('ready', done);
     });
+  }
+
+  epoch(): number {
+    return this.#epoch;
   }
 
   async set(seq: number): Promise<void> {

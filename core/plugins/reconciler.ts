@@ -104,7 +104,18 @@ export class Reconciler {
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
       const jobId = `reconcile-${seq}-${time}-${task.guest}-${task.export}-${batches++}`;
-      await queues.addBatches([{ service: task.service, events: batch, jobId }]);
+      // Redis may be away (starting, restarting): the pass waits for it rather than give up.
+      for (let waitMs = 100; ; waitMs = Math.min(waitMs * 2, 5000)) {
+        try {
+          await queues.addBatches([{ service: task.service, events: batch, jobId }]);
+          break;
+        } catch (err) {
+          if (this.#abort.signal.aborted) throw err;
+          task.error = (err as Error).message;
+          await new Promise((r) => setTimeout(r, waitMs));
+        }
+      }
+      delete task.error;
       batch = [];
     };
     const gen = reconcile({
