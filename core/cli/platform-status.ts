@@ -133,7 +133,7 @@ export function formatStatus(s: PlatformStatus): string {
   lines.push('', 'SERVICES');
   for (const v of s.services) {
     const rec = v.reconcile.map((t) => `${t.guest}/${t.export} ${t.state} ${t.scanned} scanned ${t.emitted} found`).join('; ');
-    lines.push(`  ${v.name.padEnd(20)} ${v.healthy ? 'healthy' : 'UNHEALTHY'}${v.detail ? ` (${v.detail})` : ''}  lag ${v.lag.publisherEvents} events + ${v.lag.batches ?? '?'} batches  handled ${v.worker?.eventsDone ?? 0}  failed ${v.worker?.eventsFailed ?? 0}`);
+    lines.push(`  ${v.name.padEnd(20)} ${v.healthy ? 'healthy' : 'UNHEALTHY'}${v.detail ? ` (${v.detail})` : ''}  lag ${v.lag.publisherEvents} events + ${v.lag.batches ?? '?'} batches  handled ${v.worker?.eventsDone ?? 0}  failed ${v.worker?.eventsFailed ?? 0}  superseded ${v.superseded}`);
     if (rec) lines.push(`    reconcile: ${rec}`);
   }
   if (s.events) {

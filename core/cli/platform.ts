@@ -121,8 +121,15 @@ export class Platform {
     if (config.events.watchHost) this.#startWatcher();
     void this.#publisher.start();
     await runtime.start();
+    const queues = this.#queues;
+    const publisher = this.#publisher;
     this.#reconciler = new Reconciler({
-      config, runtime, queues: this.#queues, eventLog: this.#eventLog, batchMax: config.events.batchMax, logger: this.#log,
+      config, runtime, queues, eventLog: this.#eventLog, batchMax: config.events.batchMax, logger: this.#log,
+      published: () => publisher.stats().published,
+      pending: async (service) => {
+        const c = await queues.counts(service);
+        return c.waiting + c.active + c.delayed;
+      },
     });
     this.#reconciler.start();
     this.#log.log('info', 'xenfs up', {

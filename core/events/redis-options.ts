@@ -11,7 +11,6 @@
 //   harmless (its job id is deterministic), so "failed but actually written" costs nothing.
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { ConfigError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface RedisEndpoint {
@@ -198,55 +197,3 @@ export function isConnectionError(err: Error): boolean {
   return /Connection is closed|Stream isn't writeable|ECONNREFUSED|ENOENT|ECONNRESET|connect ETIMEDOUT/.test(err.message);
 }
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function endpoint(v: unknown, file: string, key: string): RedisEndpoint {
-  if (!isObj(v)) throw new ConfigError(file, key, 'must be an object with host and port');
-  const { host, port } = v;
-  if (typeof host !== 'string' || host === '') throw new ConfigError(file, `${key}.host`, 'must be a non-empty string');
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigError(file, `${key}.port`, 'must be an integer in 1..65535');
-  }
-  return { host, port };
-}
-
-function only(o: Obj, known: readonly string[], file: string, key: string): void {
-  for (const k of Object.keys(o)) {
-    if (!known.includes(k)) throw new ConfigError(file, `${key}.${k}`, `is not a known key (${known.join(', ')})`);
-  }
-}
-
-/**
- * A RedisTarget from configuration (`file`, `key` name it in errors): `{ path }`, `{ host, port, password?,
- * tls? }` or `{ cluster: [{ host, port }, …], password?, tls? }`, with `tls` a boolean.
- */
-export function parseRedisTarget(v: unknown, file: string, key: string): RedisTarget {
-  if (!isObj(v)) throw new ConfigError(file, key, 'must be an object: { path }, { host, port } or { cluster }');
-  const secrets = (o: Obj): { password?: string; tls?: boolean } => {
-    const out: { password?: string; tls?: boolean } = {};
-    if (o.password !== undefined) {
-      if (typeof o.password !== 'string') throw new ConfigError(file, `${key}.password`, 'must be a string');
-      out.password = o.password;
-    }
-    if (o.tls !== undefined) {
-      if (typeof o.tls !== 'boolean') throw new ConfigError(file, `${key}.tls`, 'must be true or false');
-      out.tls = o.tls;
-    }
-    return out;
-  };
-  if ('path' in v) {
-    only(v, ['path'], file, key);
-    if (typeof v.path !== 'string' || !v.path.startsWith('/')) throw new ConfigError(file, `${key}.path`, 'must be an absolute path');
-    return { path: v.path };
-  }
-  if ('cluster' in v) {
-    only(v, ['cluster', 'password', 'tls'], file, key);
-    if (!Array.isArray(v.cluster) || v.cluster.length === 0) {
-      throw new ConfigError(file, `${key}.cluster`, 'must be a non-empty array of { host, port }');
-    }
-    return { cluster: v.cluster.map((n, i) => endpoint(n, file, `${key}.cluster[${i}]`)), ...secrets(v) };
-  }
-  only(v, ['host', 'port', 'password', 'tls'], file, key);
-  return { ...endpoint(v, file, key), ...secrets(v) };
-}

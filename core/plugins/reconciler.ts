@@ -16,6 +16,10 @@ export interface ReconcilerOptions {
   /** Batches carry explicit ids: every event of a pass has the same seq. */
   queues: BatchSink;
   eventLog: EventLog;
+  /** The last seq the publisher has put on the queues. */
+  published: () => number;
+  /** Batches of `service` not yet handled (waiting, active or delayed); throws while Redis is away. */
+  pending: (service: string) => Promise<number>;
   batchMax: number;
   logger: Logger;
 }
@@ -24,7 +28,8 @@ export interface ReconcileTask {
   service: string;
   guest: string;
   export: string;
-  state: 'pending' | 'running' | 'done' | 'failed' | 'stopped';
+  /** `waiting`: for the service to catch up with the log before comparing. */
+  state: 'pending' | 'waiting' | 'running' | 'done' | 'failed' | 'stopped';
   scanned: number;
   emitted: number;
   /** Names in the export, once the pass has ended. */
@@ -76,8 +81,10 @@ export class Reconciler {
       }
       const sub = subs.get(task.service);
       if (!sub) continue;
-      task.state = 'running';
       try {
+        task.state = 'waiting';
+        await this.#caughtUp(task.service);
+        task.state = 'running';
         await this.#run(task, sub);
         task.state = 'done';
       } catch (err) {
@@ -87,6 +94,23 @@ export class Reconciler {
           this.#opts.logger.log('error', 'reconciliation failed', { service: task.service, guest: task.guest, export: task.export, error: task.error });
         }
       }
+    }
+  }
+
+  // The comparison must see the record as the log left it: an older event still queued (a file created before
+  // a crash, renamed away while dom0 was down) would otherwise be handled after the pass and undo what it found.
+  async #caughtUp(service: string): Promise<void> {
+    const target = this.#opts.eventLog.position().lastSeq;
+    for (;;) {
+      this.#abort.signal.throwIfAborted();
+      if (this.#opts.published() >= target) {
+        try {
+          if ((await this.#opts.pending(service)) === 0) return;
+        } catch {
+          // Redis away: wait for it like everyone else
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 

@@ -40,12 +40,15 @@ export interface ServiceStatus {
   healthy: boolean;
   detail?: string;
   worker: WorkerStats | null;
+  /** Events passed over because the service had already handled a newer one for the same path. */
+  superseded: number;
 }
 
 interface Running extends LoadedService {
   handle: ServiceContextHandle<Record<string, unknown>>;
   recorded: RecordedState | null;
   worker: ServiceWorker | null;
+  superseded: number;
 }
 
 function toWorkerOutcome(o: EventOutcome | void): WorkerOutcome {
@@ -106,7 +109,7 @@ export class ServiceRuntime {
         policy: this.#opts.policy,
         snapshots: this.#opts.snapshots,
       });
-      const running: Running = { ...svc, handle, recorded: null, worker: null };
+      const running: Running = { ...svc, handle, recorded: null, worker: null, superseded: 0 };
       this.#running.push(running);
       await definition.start?.(handle.context);
       running.recorded = new RecordedState(handle.context.db());
@@ -134,7 +137,7 @@ export class ServiceRuntime {
       } catch (err) {
         health = { healthy: false, detail: `health check threw: ${(err as Error).message}` };
       }
-      return { name: r.config.name, ...health, worker: r.worker?.stats ?? null };
+      return { name: r.config.name, ...health, worker: r.worker?.stats ?? null, superseded: r.superseded };
     }));
   }
 
@@ -164,6 +167,7 @@ export class ServiceRuntime {
     const outcomes: WorkerOutcome[] = events.map(() => 'ok');
     // Indexes of the events still to hand over: not superseded by a newer event the service already handled.
     const fresh = events.flatMap((ev, i) => ((recorded?.get(ev.guest, ev.export, ev.path)?.seq ?? 0) > ev.seq ? [] : [i]));
+    r.superseded += events.length - fresh.length;
     const todo = fresh.map((i) => events[i] as ChangeEvent);
     const def = r.definition;
     if (def.handleBatch) {

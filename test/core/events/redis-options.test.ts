@@ -4,9 +4,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { Cluster, Redis } from 'ioredis';
-import { ConfigError } from '../../../core/errors.ts';
 import {
-  EndingRedis, clusterOptions, createRedisClient, describeTarget, isConnectionError, parseRedisTarget, queuePrefix, redisOptions,
+  EndingRedis, clusterOptions, createRedisClient, describeTarget, isConnectionError, queuePrefix, redisOptions,
 } from '../../../core/events/redis-options.ts';
 import { ServiceQueues } from '../../../core/events/service-queue.ts';
 import { ServiceWorker } from '../../../core/events/service-worker.ts';
@@ -41,33 +40,6 @@ test('a cluster gets a hash-tag prefix; descriptions hide passwords', () => {
   const plain = createRedisClient({ path: '/x' }, 'worker', 'w');
   assert.ok(plain instanceof EndingRedis);
   assert.equal(plain.status, 'wait');
-});
-
-test('targets from configuration are checked key by key', () => {
-  assert.deepEqual(parseRedisTarget({ path: '/run/r.sock' }, 'f', 'redis'), { path: '/run/r.sock' });
-  assert.deepEqual(parseRedisTarget({ host: 'h', port: 6379, password: 'p', tls: true }, 'f', 'redis'),
-    { host: 'h', port: 6379, password: 'p', tls: true });
-  assert.deepEqual(parseRedisTarget({ cluster: [{ host: 'a', port: 7000 }] }, 'f', 'redis'), { cluster: [{ host: 'a', port: 7000 }] });
-  const bad: Array<[unknown, string]> = [
-    ['localhost', 'redis'],
-    [{ path: 'relative.sock' }, 'redis.path'],
-    [{ path: '/x', host: 'h' }, 'redis.host'],
-    [{ host: 'h' }, 'redis.port'],
-    [{ host: 'h', port: 70000 }, 'redis.port'],
-    [{ host: '', port: 1 }, 'redis.host'],
-    [{ host: 'h', port: 1, tls: 'yes' }, 'redis.tls'],
-    [{ host: 'h', port: 1, password: 5 }, 'redis.password'],
-    [{ cluster: [] }, 'redis.cluster'],
-    [{ cluster: [{ host: 'a', port: 1 }, { host: 'b' }] }, 'redis.cluster[1].port'],
-  ];
-  for (const [v, key] of bad) {
-    assert.throws(() => parseRedisTarget(v, 'xenfs.yaml', 'redis'), (err: unknown) => {
-      assert.ok(err instanceof ConfigError, String(err));
-      assert.equal(err.file, 'xenfs.yaml');
-      assert.equal(err.key, key, JSON.stringify(v));
-      return true;
-    });
-  }
 });
 
 test('connection errors are told apart from others', () => {
