@@ -5,7 +5,7 @@ import type { ServerConfig } from '../config/config.ts';
 import type { EventLog } from '../events/event-log.ts';
 import type { PrivateRedis } from '../events/private-redis.ts';
 import type { Publisher, PublisherStats } from '../events/publisher.ts';
-import type { QueueCounts, ServiceQueues } from '../events/service-queue.ts';
+import type { FailedBatch, QueueCounts, ServiceQueues } from '../events/service-queue.ts';
 import type { ReconcileTask, Reconciler } from '../plugins/reconciler.ts';
 import type { ServiceRuntime, ServiceStatus } from '../plugins/service-runtime.ts';
 import type { XenfsServer } from '../server/server.ts';
@@ -140,5 +140,22 @@ export function formatStatus(s: PlatformStatus): string {
     lines.push('', `EVENTS  logged ${s.events.logged}  published ${s.events.published}${s.events.stalled ? `  STALLED: ${s.events.lastError}` : ''}  lost ${s.events.lost}`);
   }
   lines.push(`REDIS   ${s.redis.private ? `private, pid ${s.redis.pid ?? '-'}, ${s.redis.running ? 'running' : 'NOT RUNNING'}` : 'external'}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** `xenfs status --failed`: each service's failed batches, newest first. */
+export type FailedReport = Array<{ service: string; batches: FailedBatch[] }>;
+
+export function formatFailed(report: FailedReport): string {
+  const lines: string[] = [];
+  for (const { service, batches } of report) {
+    lines.push(`${service}: ${batches.length} failed batch${batches.length === 1 ? '' : 'es'}`);
+    for (const b of batches) {
+      const at = b.failedAt === null ? '-' : new Date(b.failedAt).toISOString();
+      lines.push(`  ${b.jobId}  ${at}  after ${b.attemptsMade} attempt(s)`);
+      for (const f of b.failures) lines.push(`    #${f.seq} ${f.kind} '${f.path}': ${f.message}`);
+      if (b.failures.length === 0) lines.push(`    ${b.reason}`);
+    }
+  }
   return `${lines.join('\n')}\n`;
 }

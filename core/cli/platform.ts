@@ -11,7 +11,7 @@ import { PrivateRedis } from '../events/private-redis.ts';
 import { Publisher } from '../events/publisher.ts';
 import { RedisCursor } from '../events/redis-cursor.ts';
 import type { RedisTarget } from '../events/redis-options.ts';
-import { ServiceQueues } from '../events/service-queue.ts';
+import { ServiceQueues, type FailedBatch } from '../events/service-queue.ts';
 import { ServiceRuntime } from '../plugins/service-runtime.ts';
 import { Reconciler } from '../plugins/reconciler.ts';
 import { unavailableHooks } from '../plugins/unavailable-hooks.ts';
@@ -53,6 +53,7 @@ export class Platform {
   #cursor: RedisCursor | null = null;
   #publisher: Publisher | null = null;
   #watcher: HostWatcher | null = null;
+  #echoReader: { close(): void } | null = null;
   #runtime: ServiceRuntime | null = null;
   #reconciler: Reconciler | null = null;
   #stopping: Promise<void> | null = null;
@@ -157,9 +158,19 @@ export class Platform {
         this.#log.log('error', 'host change not logged', { path: ev.path, error: (err as Error).message });
       }
     });
-    this.#publisher?.on('event', (ev) => {
-      if (ev.origin === 'guest') watcher.noteServerEvent(ev);
-    });
+    // The watcher hears of the server's own changes from the log as soon as they are synced (milliseconds),
+    // not from the publisher, which may be held up by Redis: a late note would let an echo through.
+    const log = this.#eventLog;
+    if (log) {
+      const reader = log.reader(log.position().lastSeq + 1);
+      const onSynced = (): void => {
+        for (let got = reader.read(1000); got.length > 0; got = reader.read(1000)) {
+          for (const ev of got) if (ev.origin === 'guest') watcher.noteServerEvent(ev);
+        }
+      };
+      log.on('synced', onSynced);
+      this.#echoReader = { close: () => { log.off('synced', onSynced); reader.close(); } };
+    }
     this.#watcher = watcher;
   }
 
@@ -177,6 +188,15 @@ export class Platform {
         },
       );
     }, this.#redisRestartMs);
+  }
+
+  /** The most recent failed batches of every running service (at most `perService` each), with per-event reasons. */
+  async failed(perService = 50): Promise<Array<{ service: string; batches: FailedBatch[] }>> {
+    const queues = this.#queues;
+    if (!queues || !this.#runtime) return [];
+    return Promise.all(this.#runtime.subscriptions().map(async ({ service }) => ({
+      service, batches: await queues.failed(service, 0, perService - 1),
+    })));
   }
 
   async status(): Promise<PlatformStatus> {
@@ -206,6 +226,7 @@ export class Platform {
     if (this.#redisTimer) clearTimeout(this.#redisTimer);
     await step('server', () => this.#server?.stop());
     await step('host watcher', () => this.#watcher?.close());
+    this.#echoReader?.close();
     await step('reconciliation', () => this.#reconciler?.stop());
     await step('publisher', async () => {
       const drained = await this.#publisher?.stop(this.#drainMs);

@@ -9,10 +9,10 @@ import { ServiceRuntime } from '../plugins/service-runtime.ts';
 import { unavailableHooks } from '../plugins/unavailable-hooks.ts';
 import { AdminSocket, adminGet } from './admin-socket.ts';
 import { Platform, redisTarget } from './platform.ts';
-import { formatStatus, type PlatformStatus } from './platform-status.ts';
+import { formatFailed, formatStatus, type FailedReport, type PlatformStatus } from './platform-status.ts';
 
 export const UP_USAGE = 'usage: xenfs up --config FILE';
-export const STATUS_USAGE = 'usage: xenfs status --config FILE [--json]';
+export const STATUS_USAGE = 'usage: xenfs status --config FILE [--json] [--failed]';
 export const WORKER_USAGE = 'usage: xenfs worker --service NAME [--service NAME...] --config FILE';
 
 function parse<T extends Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>(args: string[], usage: string, options: T) {
@@ -46,7 +46,10 @@ export async function upCommand(args: string[]): Promise<void> {
   const logger = pino({ base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   const platform = new Platform(config, { logger });
   await platform.start();
-  const admin = await AdminSocket.listen(config.stateDir, { '/status': () => platform.status() });
+  const admin = await AdminSocket.listen(config.stateDir, {
+    '/status': () => platform.status(),
+    '/failed': () => platform.failed(),
+  });
   onSignals(async (sig) => {
     logger.info({ signal: sig }, 'xenfs stopping');
     await admin.close();
@@ -58,9 +61,14 @@ export async function upCommand(args: string[]): Promise<void> {
 }
 
 export async function statusCommand(args: string[]): Promise<void> {
-  const values = parse(args, STATUS_USAGE, { config: { type: 'string' }, json: { type: 'boolean' } });
+  const values = parse(args, STATUS_USAGE, { config: { type: 'string' }, json: { type: 'boolean' }, failed: { type: 'boolean' } });
   const file = configFile(values.config, STATUS_USAGE);
   const config = loadConfig(file);
+  if (values.failed) {
+    const failed = (await adminGet(config.stateDir, '/failed')) as FailedReport;
+    process.stdout.write(values.json ? `${JSON.stringify(failed)}\n` : formatFailed(failed));
+    return;
+  }
   const status = (await adminGet(config.stateDir, '/status')) as PlatformStatus;
   process.stdout.write(values.json ? `${JSON.stringify(status)}\n` : formatStatus(status));
 }

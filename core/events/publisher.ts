@@ -60,8 +60,7 @@ export interface PublisherStats {
 }
 
 interface PublisherEvents {
-  /** Every event read from the log, subscribers or not, after it was published (the host watcher's echo filter). */
-  event: [ChangeEvent];
+  /** The cursor moved to this seq. */
   published: [number];
 }
 
@@ -191,7 +190,6 @@ export class Publisher extends EventEmitter<PublisherEvents> {
         this.#events += events.length;
         this.#batches += batches.length;
         this.#recovered();
-        for (const ev of events) this.emit('event', ev);
         this.emit('published', last);
         this.#truncate(last);
       } catch (err) {

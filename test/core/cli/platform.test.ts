@@ -129,3 +129,28 @@ test('a service whose config breaks its schema fails the start with the key name
   await assert.rejects(up.start(), /services\.recorder\.config\.delayMs/);
   assert.notEqual(up.child?.exitCode, 0);
 });
+
+test('an event that keeps failing: retried with backoff, then kept in the failed set and shown by status --failed', async (t) => {
+  const up = new Up({
+    config: config("    attempts: 3\n    backoffMs: 50\n    config: { failPaths: ['bad'] }\n"),
+    dirs: ['home'],
+  });
+  t.after(() => up.close());
+  await up.start();
+  const g = await Guest.connect({ controlPath: up.controlPath, domain: 'vm1', secret: 's3cret' });
+  t.after(() => g.close());
+  const f = g.fs('home');
+  await f.writeFile('good', 'g');
+  await f.mkdir('bad');
+  await waitFor(async () => (await up.status()).queues[0]?.failed === 1, 15_000, 'the batch to fail for good');
+  const tries = up.handled().filter((h) => h.path === 'bad').length;
+  assert.equal(tries, 3, 'three attempts of the failing event');
+  const good = up.handled().filter((h) => h.path === 'good').map((h) => `${h.origin} ${h.kind} ${h.seq}`);
+  assert.deepEqual(good, ['guest created 1', 'guest modified 2'], 'handled once each: not retried with the failing one');
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx',
+    new URL('../../../core/cli/main.ts', import.meta.url).pathname, 'status', '--config', up.configFile, '--failed', '--json']);
+  const report = JSON.parse(stdout) as Array<{ service: string; batches: Array<{ attemptsMade: number; failures: Array<{ path: string; message: string }> }> }>;
+  assert.equal(report[0]?.service, 'recorder');
+  assert.equal(report[0]?.batches[0]?.attemptsMade, 3);
+  assert.deepEqual(report[0]?.batches[0]?.failures.map((x) => [x.path, x.message]), [['bad', 'bad is set to fail']]);
+});
