@@ -48,7 +48,16 @@ export class EventLog extends EventEmitter<EventLogEvents> {
     this.dir = dir;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const opts = { segmentBytes: options.segmentBytes ?? 64 << 20, syncIntervalMs: options.syncIntervalMs ?? 5 };
-    this.#file = new EventLogFile(dir, opts, () => this.emit('synced'));
+    this.#file = new EventLogFile(dir, opts, () => {
+      try {
+        this.emit('synced');
+      } catch (err) {
+        // A listener's error is the listener's bug: report it as uncaught, outside the native callback.
+        setImmediate(() => {
+          throw err;
+        });
+      }
+    });
   }
 
   /** Appends an event (the host watcher's; guests' come natively) and returns its seq. Throws when it failed. */

@@ -59,8 +59,16 @@ EventLogHandle::EventLogHandle(const Napi::CallbackInfo& info) : Napi::ObjectWra
     const auto segment = static_cast<uint64_t>(number(o, "segmentBytes", 4096, 1ull << 40));
     const auto interval = static_cast<uint32_t>(number(o, "syncIntervalMs", 0, 10000));
     // NonBlockingCall: the sync thread never waits on the JS thread, which may itself be in close().
-    log_ = std::make_shared<EventLog>(info[0].As<Napi::String>().Utf8Value(), segment, interval,
-                                      [tsfn]() mutable { tsfn.NonBlockingCall(); });
+    log_ = std::make_shared<EventLog>(info[0].As<Napi::String>().Utf8Value(), segment, interval, [tsfn]() mutable {
+      tsfn.NonBlockingCall([](Napi::Env, Napi::Function fn) {
+        // A last notice may arrive while the environment is torn down, when no JavaScript can run: the call
+        // throws then, and letting that out of a thread-safe function's callback would abort the process.
+        try {
+          fn.Call({});
+        } catch (const Napi::Error&) {
+        }
+      });
+    });
   } catch (const std::invalid_argument& e) {
     CloseLog();
     throw Napi::TypeError::New(env, e.what());

@@ -2,6 +2,7 @@
 // on across restarts and deleted segments, and damage is a named error rather than a garbage event.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -166,4 +167,16 @@ test('append refuses bad input with a TypeError and oversized strings with ENAME
   assert.throws(() => log.append(ev(0, { size: -1 })), TypeError);
   log.close();
   assert.throws(() => log.append(ev(0)), /shut ?down/i);
+});
+
+test('regression: a process that closes its log exits cleanly (a last notice during teardown aborted it)', (t) => {
+  const dir = tmp(t);
+  const mod = new URL('../../../core/events/event-log.ts', import.meta.url).href;
+  const script = `import { EventLog } from ${JSON.stringify(mod)};
+    const log = new EventLog(${JSON.stringify(dir)});
+    log.append({ guest: 'g', export: 'e', kind: 'created', path: 'p', dir: false, size: 1, mtime: 1, ino: 1, time: 0, origin: 'host' });
+    log.close();`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /terminate called/);
 });
