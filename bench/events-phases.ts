@@ -76,7 +76,14 @@ export interface FlowResult {
     produced: ProduceCount;
   };
   latency: Latency & { targetPerS: number; produced: ProduceCount };
-  backlog: { producedPerS: number; drainPerS: number; events: number; produced: ProduceCount };
+  backlog: {
+    producedPerS: number;
+    /** Cores busy while the producers filled the backlog, by role (as sustained.cores). */
+    producingCores: Record<string, number>;
+    drainPerS: number;
+    events: number;
+    produced: ProduceCount;
+  };
   /** Events produced during the phases and their records, by origin (XenFS: one event per write+close). */
   memory: { before: number; afterSustained: number; afterBacklog: number };
   check: {
@@ -139,6 +146,17 @@ function cpuByRole(pids: Record<string, number[]>): Record<string, number> {
   return { ...roles, other: machineCpuSeconds() - ours };
 }
 
+/**
+ * Cores each role kept busy between two cpuByRole() readings `seconds` apart. `other` is a difference of two
+ * clocks read at slightly different moments, so it can come out a little below 0; it is reported as 0 then.
+ */
+function coresBusy(from: Record<string, number>, to: Record<string, number>, seconds: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(to).map((role) => {
+    const cores = ((to[role] ?? 0) - (from[role] ?? 0)) / seconds;
+    return [role, role === 'other' ? Math.max(0, cores) : cores];
+  }));
+}
+
 /** Runs the three phases on `flow` and computes its figures. */
 export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string) => void): Promise<FlowResult> {
   const drainMs = o.drainTimeoutS * 1000;
@@ -177,6 +195,7 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
   await flow.produce({ kind: 'fill' });
   await sleep(500);
   const bs = wall();
+  const bCpu0 = cpuByRole(pids);
   const b0 = await flow.produced();
   let b1 = b0;
   const bDeadline = Date.now() + drainMs;
@@ -185,6 +204,7 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
     b1 = await flow.produced();
   }
   const be = wall();
+  const bCpu1 = cpuByRole(pids);
   const backlogCount = await flow.stopProducing();
   await waitUntil(() => flow.queued(), drainMs, `${flow.name} to queue its backlog`);
   const resumedAt = wall();
@@ -198,7 +218,7 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
   const windowS = (we - ws) / 1000;
   const handledPerS = handledPerSecond(records, ws, we);
   const cpuTotal = Object.keys(pids).reduce((sum, role) => sum + ((cpu1[role] ?? 0) - (cpu0[role] ?? 0)), 0);
-  const cores = Object.fromEntries(Object.keys(cpu1).map((role) => [role, ((cpu1[role] ?? 0) - (cpu0[role] ?? 0)) / windowS]));
+  const cores = coresBusy(cpu0, cpu1, windowS);
   const drained = drainPerSecond(records, resumedAt);
   return {
     name: flow.name,
@@ -210,7 +230,13 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
       produced: sustainedCount,
     },
     latency: { ...latency(records, ls, le), targetPerS: o.ratePerS, produced: latencyCount },
-    backlog: { producedPerS: ((b1 - b0) * 1000) / (be - bs), drainPerS: drained.perSecond, events: drained.events, produced: backlogCount },
+    backlog: {
+      producedPerS: ((b1 - b0) * 1000) / (be - bs),
+      producingCores: coresBusy(bCpu0, bCpu1, (be - bs) / 1000),
+      drainPerS: drained.perSecond,
+      events: drained.events,
+      produced: backlogCount,
+    },
     memory: { before, afterSustained, afterBacklog },
     check: {
       ops: sustainedCount.ops + latencyCount.ops + backlogCount.ops,

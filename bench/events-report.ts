@@ -12,6 +12,8 @@ export interface Setup {
   batchWindowMs: number;
   serviceConcurrency: number;
   watchHost: boolean;
+  /** limits.spinMicros, null when XenFS's default. */
+  spinMicros: number | null;
   peerConcurrency: number;
   warmupS: number;
   windowS: number;
@@ -36,7 +38,8 @@ export function printResults(x: FlowResult, p: FlowResult, s: Setup): void {
   };
   console.log(`bench:events on ${s.cores} cores — xenfs: ${s.guests} guests in ${s.producers} producer processes, ` +
     `${s.concurrency} writes in flight per guest, batchMax ${s.batchMax}, batchWindowMs ${s.batchWindowMs}, ` +
-    `service concurrency ${s.serviceConcurrency}, watchHost ${s.watchHost}; ` +
+    `service concurrency ${s.serviceConcurrency}, watchHost ${s.watchHost}` +
+    `${s.spinMicros === null ? '' : `, spinMicros ${s.spinMicros}`}; ` +
     `bullmq: one job per event, worker concurrency ${s.peerConcurrency}`);
   console.log(`${''.padEnd(44)} ${'xenfs'.padStart(10)} ${'bullmq'.padStart(10)} ${'xenfs/peer'.padStart(9)}`);
   row(`sustained: events handled/s (${s.windowS} s window)`, x.sustained.handledPerS, p.sustained.handledPerS);
@@ -48,9 +51,11 @@ export function printResults(x: FlowResult, p: FlowResult, s: Setup): void {
   row(`latency at ${s.ratePerS}/s: p99 ms`, x.latency.p99, p.latency.p99, r2);
   row(`latency at ${s.ratePerS}/s: max ms`, x.latency.max, p.latency.max, r2);
   row('  rate achieved /s', x.latency.perSecond, p.latency.perSecond);
+  const busy = (cores: Record<string, number>): string =>
+    Object.entries(cores).map(([role, c]) => `${role} ${c.toFixed(2)}`).join(', ');
   for (const f of [x, p]) {
-    const cores = Object.entries(f.sustained.cores).map(([role, c]) => `${role} ${c.toFixed(2)}`).join(', ');
-    console.log(`${f.name}: cores busy in the sustained window: ${cores}`);
+    console.log(`${f.name}: cores busy in the sustained window: ${busy(f.sustained.cores)}; producing the backlog: ` +
+      busy(f.backlog.producingCores));
     const other = f.sustained.cores.other ?? 0;
     if (other > OTHER_LOAD_WARN) {
       console.log(`${f.name}: WARNING: other processes kept ${other.toFixed(2)} of ${s.cores} cores busy in the window; ` +
@@ -95,6 +100,7 @@ export function resultJson(x: FlowResult, p: FlowResult, s: Setup): Record<strin
     ratio_drain: r2(x.backlog.drainPerS / p.backlog.drainPerS),
     ratio_cpu_per_event: r2(x.sustained.cpuMsPer1k / p.sustained.cpuMsPer1k),
     cores_busy: { xenfs: roundAll(x.sustained.cores), peer: roundAll(p.sustained.cores) },
+    cores_busy_producing: { xenfs: roundAll(x.backlog.producingCores), peer: roundAll(p.backlog.producingCores) },
     check: { xenfs: x.check, peer: p.check },
     cores: s.cores,
     guests: s.guests,
@@ -104,6 +110,7 @@ export function resultJson(x: FlowResult, p: FlowResult, s: Setup): Record<strin
     batch_window_ms: s.batchWindowMs,
     service_concurrency: s.serviceConcurrency,
     watch_host: s.watchHost,
+    spin_micros: s.spinMicros,
     peer_concurrency: s.peerConcurrency,
     window_s: s.windowS,
     latency_s: s.latencyS,

@@ -33,6 +33,8 @@ export interface XenfsOptions {
   serviceConcurrency: number;
   /** `events.watchHost` (the host watcher, on by default in XenFS). */
   watchHost: boolean;
+  /** `limits.spinMicros` (how long a ring thread polls before sleeping); null: XenFS's default. */
+  spinMicros: number | null;
 }
 
 function configYaml(o: XenfsOptions): string {
@@ -40,6 +42,7 @@ function configYaml(o: XenfsOptions): string {
     `  - { name: g${i + 1}, secret: ${SECRET}, exports: [ { name: ${EXPORT}, path: home${i + 1} } ] }`);
   return [
     'stateDir: state',
+    ...(o.spinMicros === null ? [] : [`limits: { spinMicros: ${o.spinMicros} }`]),
     'guests:',
     ...guests,
     `events: { batchMax: ${o.batchMax}, batchWindowMs: ${o.batchWindowMs}, watchHost: ${o.watchHost} }`,
