@@ -1,5 +1,5 @@
 // The bench's own connection to a flow's Redis: Redis's memory use, and pausing and resuming one BullMQ queue
-// (the backlog phase), through BullMQ's public Queue API as an operator would.
+// (the backlog phase), through BullMQ's public Queue API as an operator would, leaving the queue's settings alone.
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 
@@ -10,7 +10,10 @@ export class QueueProbe {
   /** `socket`: the Redis UNIX socket; `name` and `prefix`: the queue's, as its producers and workers use them. */
   constructor(socket: string, name: string, prefix: string) {
     this.#redis = new Redis({ path: socket, maxRetriesPerRequest: null });
-    this.#queue = new Queue(name, { connection: this.#redis, prefix });
+    // skipMetasUpdate: a Queue otherwise writes its own settings into the queue's meta hash — BullMQ's default
+    // events-stream length (10 000) over the 1000 XenFS's ServiceQueues set — and the probe would change what it
+    // measures.
+    this.#queue = new Queue(name, { connection: this.#redis, prefix, skipMetasUpdate: true });
   }
 
   /** INFO memory's used_memory, bytes. */
