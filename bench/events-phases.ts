@@ -99,6 +99,8 @@ export interface FlowResult {
 const POLL_MS = 20;
 /** The backlog's size is checked this often. */
 const BACKLOG_POLL_MS = 100;
+/** The producing-alone rate is measured from this long after the fill starts (the producers' ramp left out). */
+const BACKLOG_LEAD_MS = 500;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -157,6 +159,38 @@ function coresBusy(from: Record<string, number>, to: Record<string, number>, sec
   }));
 }
 
+/** What a timed stretch of producing saw: when it ran, and the CPU and production counters at both ends. */
+interface Span {
+  from: number;
+  to: number;
+  cpu: [Record<string, number>, Record<string, number>];
+  produced: [number, number];
+}
+
+/** Starts a span now (after a warm-up already spent) and ends it after `ms`, or once `done` says so. */
+async function span(flow: Flow, pids: Record<string, number[]>, ms: number, done?: (produced: number) => boolean): Promise<Span> {
+  const from = wall();
+  const cpu0 = cpuByRole(pids);
+  const p0 = await flow.produced();
+  let p1 = p0;
+  if (done) {
+    const deadline = Date.now() + ms;
+    while (!done(p1 - p0) && Date.now() < deadline) {
+      await sleep(BACKLOG_POLL_MS);
+      p1 = await flow.produced();
+    }
+  } else {
+    await sleep(ms);
+  }
+  const to = wall();
+  const cpu1 = cpuByRole(pids);
+  if (!done) p1 = await flow.produced();
+  return { from, to, cpu: [cpu0, cpu1], produced: [p0, p1] };
+}
+
+const seconds = (s: Span): number => (s.to - s.from) / 1000;
+const producedPerS = (s: Span): number => (s.produced[1] - s.produced[0]) / seconds(s);
+
 /** Runs the three phases on `flow` and computes its figures. */
 export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string) => void): Promise<FlowResult> {
   const drainMs = o.drainTimeoutS * 1000;
@@ -164,19 +198,13 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
   await drain('its setup');
   const producedAtStart = await flow.produced();
   const before = await flow.usedMemory();
+  const pids = await flow.pids();
 
   log(`${flow.name}: sustained flood, ${o.warmupS} s warm-up + ${o.windowS} s window`);
-  const pids = await flow.pids();
   const floodAt = wall();
   await flow.produce({ kind: 'flood' });
   await sleep(o.warmupS * 1000);
-  const ws = wall();
-  const cpu0 = cpuByRole(pids);
-  const p0 = await flow.produced();
-  await sleep(o.windowS * 1000);
-  const we = wall();
-  const cpu1 = cpuByRole(pids);
-  const p1 = await flow.produced();
+  const sustained = await span(flow, pids, o.windowS * 1000);
   const sustainedCount = await flow.stopProducing();
   await drain('after the flood');
   const afterSustained = await flow.usedMemory();
@@ -184,27 +212,15 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
   log(`${flow.name}: ${o.ratePerS}/s, ${o.warmupS} s warm-up + ${o.latencyS} s window`);
   await flow.produce({ kind: 'rate', perSec: o.ratePerS });
   await sleep(o.warmupS * 1000);
-  const ls = wall();
-  await sleep(o.latencyS * 1000);
-  const le = wall();
+  const paced = await span(flow, pids, o.latencyS * 1000);
   const latencyCount = await flow.stopProducing();
   await drain('after the paced phase');
 
   log(`${flow.name}: backlog of ${o.backlogEvents} events produced with the queue paused, then drained`);
   await flow.pause();
   await flow.produce({ kind: 'fill' });
-  await sleep(500);
-  const bs = wall();
-  const bCpu0 = cpuByRole(pids);
-  const b0 = await flow.produced();
-  let b1 = b0;
-  const bDeadline = Date.now() + drainMs;
-  while (b1 - b0 < o.backlogEvents && Date.now() < bDeadline) {
-    await sleep(BACKLOG_POLL_MS);
-    b1 = await flow.produced();
-  }
-  const be = wall();
-  const bCpu1 = cpuByRole(pids);
+  await sleep(BACKLOG_LEAD_MS);
+  const filling = await span(flow, pids, drainMs, (n) => n >= o.backlogEvents);
   const backlogCount = await flow.stopProducing();
   await waitUntil(() => flow.queued(), drainMs, `${flow.name} to queue its backlog`);
   const resumedAt = wall();
@@ -213,26 +229,25 @@ export async function measureFlow(flow: Flow, o: PhaseOptions, log: (msg: string
   const afterBacklog = await flow.usedMemory();
   const producedAtEnd = await flow.produced();
   const all = await flow.finish();
-  const records = onlyOrigin(all, 'guest');
 
-  const windowS = (we - ws) / 1000;
-  const handledPerS = handledPerSecond(records, ws, we);
+  const records = onlyOrigin(all, 'guest');
+  const handledPerS = handledPerSecond(records, sustained.from, sustained.to);
+  const [cpu0, cpu1] = sustained.cpu;
   const cpuTotal = Object.keys(pids).reduce((sum, role) => sum + ((cpu1[role] ?? 0) - (cpu0[role] ?? 0)), 0);
-  const cores = coresBusy(cpu0, cpu1, windowS);
   const drained = drainPerSecond(records, resumedAt);
   return {
     name: flow.name,
     sustained: {
       handledPerS,
-      producedPerS: (p1 - p0) / windowS,
-      cpuMsPer1k: (cpuTotal * 1000) / ((handledPerS * windowS) / 1000),
-      cores,
+      producedPerS: producedPerS(sustained),
+      cpuMsPer1k: (cpuTotal * 1000) / ((handledPerS * seconds(sustained)) / 1000),
+      cores: coresBusy(cpu0, cpu1, seconds(sustained)),
       produced: sustainedCount,
     },
-    latency: { ...latency(records, ls, le), targetPerS: o.ratePerS, produced: latencyCount },
+    latency: { ...latency(records, paced.from, paced.to), targetPerS: o.ratePerS, produced: latencyCount },
     backlog: {
-      producedPerS: ((b1 - b0) * 1000) / (be - bs),
-      producingCores: coresBusy(bCpu0, bCpu1, (be - bs) / 1000),
+      producedPerS: producedPerS(filling),
+      producingCores: coresBusy(filling.cpu[0], filling.cpu[1], seconds(filling)),
       drainPerS: drained.perSecond,
       events: drained.events,
       produced: backlogCount,

@@ -97,8 +97,12 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export function serveParent(
   handlers: Record<string, (c: Command) => unknown>, ready: Record<string, unknown>, onExit: () => Promise<void>,
 ): void {
-  const send = process.send?.bind(process);
-  if (!send) throw new Error('not started with an IPC channel (run it through IpcChild)');
+  const sendRaw = process.send?.bind(process);
+  if (!sendRaw) throw new Error('not started with an IPC channel (run it through IpcChild)');
+  // A reply to a parent that has gone has no one to read it (and would throw).
+  const send = (m: unknown): void => {
+    if (process.connected) sendRaw(m);
+  };
   let exiting = false;
   const exit = (code: number): void => {
     if (exiting) return;
