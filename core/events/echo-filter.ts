@@ -75,6 +75,12 @@ export class EchoFilter {
   }
 
   /** Whether `current` (lstat of `abs` now; `null`: absent) is what a recent server event announced. */
+  /** Whether the server changed `abs` within the window: a guest is working on it right now. */
+  busy(abs: string): boolean {
+    const note = this.#notes.get(abs);
+    return note !== undefined && note.until > performance.now();
+  }
+
   isEcho(abs: string, current: StatState | null): boolean {
     const now = performance.now();
     let note = this.#notes.get(abs);

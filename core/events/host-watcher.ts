@@ -79,7 +79,14 @@ interface Pending {
   due: number;
   /** performance.now() by which it is reported even if still busy. */
   deadline: number;
+  /** Times the deadline was pushed back because a guest kept changing the name through the server. */
+  extended: number;
 }
+
+// A name a guest keeps changing through the server (a log it appends to) never goes quiet, and what the disk shows
+// at any moment is ahead of the server's last event (its next close is still to come): reporting it at the
+// deadline would be an echo. Its deadline moves back while the server's notes keep coming, up to this many times.
+const MAX_EXTENSIONS = 30;
 
 const LSTAT_BATCH = 256;
 
@@ -215,7 +222,9 @@ export class HostWatcher extends EventEmitter<HostWatcherEvents> {
     const pending = this.#pending.get(key);
     if (pending === undefined) {
       const deadline = now + Math.max(this.#maxHoldMs, this.#settleMs);
-      this.#pending.set(key, { group, rel, first: event, removedDir: event === 'unlinkDir', due: now + this.#settleMs, deadline });
+      this.#pending.set(key, {
+        group, rel, first: event, removedDir: event === 'unlinkDir', due: now + this.#settleMs, deadline, extended: 0,
+      });
     } else {
       pending.due = Math.min(now + this.#settleMs, pending.deadline);
       pending.removedDir ||= event === 'unlinkDir';
@@ -241,6 +250,13 @@ export class HostWatcher extends EventEmitter<HostWatcherEvents> {
       const settled: Pending[] = [];
       for (const [key, p] of this.#pending) {
         if (p.due > now) continue;
+        const forced = p.due >= p.deadline;
+        if (forced && p.extended < MAX_EXTENSIONS && this.#echoes.busy(path.join(p.group.root, p.rel))) {
+          p.extended++;
+          p.deadline = now + this.#maxHoldMs;
+          p.due = now + this.#settleMs;
+          continue;
+        }
         settled.push(p);
         this.#pending.delete(key);
       }

@@ -205,6 +205,25 @@ test('the server\'s own changes are not reported again; a later host change to t
   await h.until('created', 'gd2/new');
 });
 
+test('a file a guest keeps writing through the server is held past maxHoldMs, not reported as a host change', async (t) => {
+  const h = await watchRoot(t, { maxHoldMs: 300 });
+  const file = path.join(h.root, 'guest-log');
+  fs.writeFileSync(file, '');
+  h.watcher.noteServerEvent(serverEvent(h.root, 'created', 'guest-log'));
+  const fd = fs.openSync(file, 'a');
+  t.after(() => fs.closeSync(fd));
+  // As a guest appending and closing: the server's note always describes the file as it was a write ago.
+  const start = performance.now();
+  while (performance.now() - start < 1500) {
+    h.watcher.noteServerEvent(serverEvent(h.root, 'modified', 'guest-log'));
+    fs.writeSync(fd, 'x');
+    await sleep(20);
+  }
+  h.watcher.noteServerEvent(serverEvent(h.root, 'modified', 'guest-log'));
+  await h.barrier();
+  assert.deepEqual(h.seen(), [], 'five times maxHoldMs of guest writes, no host event');
+});
+
 test('a server event no longer suppresses a change that settles after its window', async (t) => {
   // The window is shorter than the settle time: the note has expired by the time the change is judged.
   const h = await watchRoot(t, { echoWindowMs: 20, settleMs: 100 });
