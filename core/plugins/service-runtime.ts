@@ -169,6 +169,7 @@ export class ServiceRuntime {
     const fresh = events.flatMap((ev, i) => ((recorded?.get(ev.guest, ev.export, ev.path)?.seq ?? 0) > ev.seq ? [] : [i]));
     r.superseded += events.length - fresh.length;
     const todo = fresh.map((i) => events[i] as ChangeEvent);
+    if (todo.length === 0) return outcomes;
     const def = r.definition;
     if (def.handleBatch) {
       const got = await def.handleBatch(todo, ctx);
