@@ -6,7 +6,7 @@ import type { Logger as Pino } from 'pino';
 import type { ServerConfig } from '../config/config.ts';
 import type { RedisConfig } from '../config/event-flow.ts';
 import { EventLog } from '../events/event-log.ts';
-import { HostWatcher } from '../events/host-watcher.ts';
+import { HostWatcherThread } from '../events/host-watcher-thread.ts';
 import { PrivateRedis } from '../events/private-redis.ts';
 import { Publisher } from '../events/publisher.ts';
 import { RedisCursor } from '../events/redis-cursor.ts';
@@ -52,7 +52,7 @@ export class Platform {
   #queues: ServiceQueues | null = null;
   #cursor: RedisCursor | null = null;
   #publisher: Publisher | null = null;
-  #watcher: HostWatcher | null = null;
+  #watcher: HostWatcherThread | null = null;
   #echoReader: { close(): void } | null = null;
   #runtime: ServiceRuntime | null = null;
   #reconciler: Reconciler | null = null;
@@ -141,15 +141,11 @@ export class Platform {
 
   #startWatcher(): void {
     const exports = this.config.guests.flatMap((g) => g.exports.map((e) => ({ guest: g.name, export: e.name, root: e.path })));
-    const stateDir = path.resolve(this.config.stateDir);
-    const watcher = new HostWatcher({
+    const watcher = new HostWatcherThread({
       exports,
       logger: this.#log,
       // An export containing dom0's state directory must not report the log's own appends.
-      ignore: (rel, root) => {
-        const abs = path.join(root, rel);
-        return abs === stateDir || abs.startsWith(`${stateDir}/`);
-      },
+      ignoreUnder: path.resolve(this.config.stateDir),
     });
     watcher.on('event', (ev) => {
       try {
@@ -165,7 +161,7 @@ export class Platform {
       const reader = log.reader(log.position().lastSeq + 1);
       const onSynced = (): void => {
         for (let got = reader.read(1000); got.length > 0; got = reader.read(1000)) {
-          for (const ev of got) if (ev.origin === 'guest') watcher.noteServerEvent(ev);
+          watcher.noteServerEvents(got.filter((ev) => ev.origin === 'guest'));
         }
       };
       log.on('synced', onSynced);
