@@ -7,7 +7,7 @@
 //     seq, t and the handler's start (events-records.ts); commands count and close.
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { serveParent } from './ipc-child.ts';
+import { ProducerRun, serveParent } from './ipc-child.ts';
 import { RecordWriter, wall } from './events-records.ts';
 
 const CHUNK = 100;
@@ -32,28 +32,21 @@ function producer(sock: string, name: string): void {
   const opts = { removeOnComplete: true };
   let seq = 0;
   let added = 0;
-  let ops = 0;
-  let errors = 0;
-  let firstError: string | null = null;
-  let stopping = false;
-  let running: Promise<unknown> | null = null;
-  const failed = (err: unknown): void => {
-    errors++;
-    firstError ??= err instanceof Error ? err.message : String(err);
-  };
+  const run = new ProducerRun();
+  const failed = (err: unknown): void => run.failed(err);
   const bulk = async (): Promise<void> => {
     const t = wall();
     const jobs = Array.from({ length: CHUNK }, () => ({ name: 'e', data: { seq: ++seq, t }, opts }));
     try {
       await queue.addBulk(jobs);
       added += CHUNK;
-      ops += CHUNK;
+      run.ok(CHUNK);
     } catch (err) {
       failed(err);
     }
   };
   const loops = (bounded: boolean): Promise<unknown> => Promise.all(Array.from({ length: FLOOD_LOOPS }, async () => {
-    while (!stopping) {
+    while (!run.stopping) {
       if (bounded && (await queue.getWaitingCount()) >= FLOOD_HIGH) await sleep(1);
       else await bulk();
     }
@@ -62,12 +55,12 @@ function producer(sock: string, name: string): void {
     const inFlight = new Set<Promise<void>>();
     const t0 = wall();
     let started = 0;
-    while (!stopping) {
+    while (!run.stopping) {
       const due = Math.floor(((wall() - t0) * perSec) / 1000);
       for (; started < due; started++) {
         const p: Promise<void> = queue.add('e', { seq: ++seq, t: wall() }, opts).then(() => {
           added++;
-          ops++;
+          run.ok();
         }, failed).finally(() => inFlight.delete(p));
         inFlight.add(p);
       }
@@ -75,26 +68,12 @@ function producer(sock: string, name: string): void {
     }
     await Promise.all(inFlight);
   };
-  const start = (run: () => Promise<unknown>): void => {
-    if (running) throw new Error('already producing; stop first');
-    stopping = false;
-    running = run();
-  };
   serveParent({
-    flood: () => start(() => loops(true)),
-    fill: () => start(() => loops(false)),
-    rate: (c) => start(() => paced(Number(c.perSec))),
+    flood: () => run.start(() => loops(true)),
+    fill: () => run.start(() => loops(false)),
+    rate: (c) => run.start(() => paced(Number(c.perSec))),
     count: () => added,
-    stop: async () => {
-      stopping = true;
-      await running;
-      running = null;
-      const result = { ops, errors, firstError };
-      ops = 0;
-      errors = 0;
-      firstError = null;
-      return result;
-    },
+    stop: () => run.stop(),
   }, { type: 'ready' }, () => queue.close());
 }
 

@@ -8,7 +8,7 @@
 // operations in flight; replies { ops, errors, firstError }).
 import { Guest } from '../core/frontend/guest.ts';
 import type { GuestFs } from '../core/frontend/guest-fs.ts';
-import { serveParent } from './ipc-child.ts';
+import { ProducerRun, serveParent } from './ipc-child.ts';
 import { wall } from './events-records.ts';
 
 const [controlPath, secret, guestList, exportName, filesArg] = process.argv.slice(2);
@@ -30,11 +30,7 @@ for (let i = 0; i < Number(filesArg); i++) {
 }
 await Promise.all(targets.map((t) => t.fs.writeFile(t.file, 'x')));
 
-let stopping = false;
-let running: Promise<unknown> | null = null;
-let ops = 0;
-let errors = 0;
-let firstError: string | null = null;
+const run = new ProducerRun();
 
 async function touch(t: Target): Promise<void> {
   try {
@@ -44,16 +40,15 @@ async function touch(t: Target): Promise<void> {
     } finally {
       await h.close();
     }
-    ops++;
+    run.ok();
   } catch (err) {
-    errors++;
-    firstError ??= err instanceof Error ? err.message : String(err);
+    run.failed(err);
   }
 }
 
 function flood(): Promise<unknown> {
   return Promise.all(targets.map(async (t) => {
-    while (!stopping) await touch(t);
+    while (!run.stopping) await touch(t);
   }));
 }
 
@@ -64,7 +59,7 @@ async function paced(perSec: number): Promise<void> {
   const inFlight = new Set<Promise<void>>();
   const t0 = wall();
   let started = 0;
-  while (!stopping) {
+  while (!run.stopping) {
     const due = Math.floor(((wall() - t0) * perSec) / 1000);
     while (started < due && free.length > 0) {
       const t = free.shift() as Target;
@@ -80,26 +75,11 @@ async function paced(perSec: number): Promise<void> {
   await Promise.all(inFlight);
 }
 
-function start(run: () => Promise<unknown>): void {
-  if (running) throw new Error('already producing; stop first');
-  stopping = false;
-  running = run();
-}
-
 serveParent({
-  flood: () => start(flood),
-  rate: (c) => start(() => paced(Number(c.perSec))),
-  stop: async () => {
-    stopping = true;
-    await running;
-    running = null;
-    const result = { ops, errors, firstError };
-    ops = 0;
-    errors = 0;
-    firstError = null;
-    return result;
-  },
+  flood: () => run.start(flood),
+  rate: (c) => run.start(() => paced(Number(c.perSec))),
+  stop: () => run.stop(),
 }, { type: 'ready', targets: targets.length }, async () => {
-  stopping = true;
+  run.stopping = true;
   await Promise.allSettled(guests.map((g) => g.close()));
 });

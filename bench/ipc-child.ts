@@ -127,3 +127,41 @@ export function serveParent(
   process.once('SIGINT', () => exit(130));
   send(ready);
 }
+
+/**
+ * The state a producer child keeps between the parent's commands: one run at a time, its operations and
+ * failures counted, `stopping` for its loops to watch, and stop() handing back the counts and resetting them.
+ */
+export class ProducerRun {
+  stopping = false;
+  #running: Promise<unknown> | null = null;
+  #ops = 0;
+  #errors = 0;
+  #firstError: string | null = null;
+
+  ok(n = 1): void {
+    this.#ops += n;
+  }
+
+  failed(err: unknown): void {
+    this.#errors++;
+    this.#firstError ??= err instanceof Error ? err.message : String(err);
+  }
+
+  start(run: () => Promise<unknown>): void {
+    if (this.#running) throw new Error('already producing; stop first');
+    this.stopping = false;
+    this.#running = run();
+  }
+
+  async stop(): Promise<{ ops: number; errors: number; firstError: string | null }> {
+    this.stopping = true;
+    await this.#running;
+    this.#running = null;
+    const result = { ops: this.#ops, errors: this.#errors, firstError: this.#firstError };
+    this.#ops = 0;
+    this.#errors = 0;
+    this.#firstError = null;
+    return result;
+  }
+}

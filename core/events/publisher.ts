@@ -3,7 +3,6 @@
 // `batchWindowMs` of the first), and only then advances the published cursor, which lives beside the queues: a
 // Redis that lost the batches lost the cursor's advance too, and they are published again (the batch ids make
 // that a no-op for batches Redis still has). While Redis is away the events wait in the log, not in memory.
-import { EventEmitter } from 'node:events';
 import type { Logger } from '../util/log.ts';
 import type { ChangeEvent, EventKind } from './change-event.ts';
 import type { EventLog, EventLogReader } from './event-log.ts';
@@ -59,11 +58,6 @@ export interface PublisherStats {
   lastError: string | null;
 }
 
-interface PublisherEvents {
-  /** The cursor moved to this seq. */
-  published: [number];
-}
-
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
 
@@ -75,7 +69,7 @@ export function matches(sub: Subscription, ev: ChangeEvent): boolean {
   );
 }
 
-export class Publisher extends EventEmitter<PublisherEvents> {
+export class Publisher {
   readonly #log: EventLog;
   readonly #sink: BatchSink;
   readonly #cursor: CursorStore;
@@ -97,7 +91,6 @@ export class Publisher extends EventEmitter<PublisherEvents> {
   readonly #onSynced = (): void => this.#schedule(this.#opts.batchWindowMs);
 
   constructor(log: EventLog, sink: BatchSink, cursor: CursorStore, subs: readonly Subscription[], opts: PublisherOptions) {
-    super();
     this.#log = log;
     this.#sink = sink;
     this.#cursor = cursor;
@@ -190,7 +183,6 @@ export class Publisher extends EventEmitter<PublisherEvents> {
         this.#events += events.length;
         this.#batches += batches.length;
         this.#recovered();
-        this.emit('published', last);
         this.#truncate(last);
       } catch (err) {
         this.#fail(err);

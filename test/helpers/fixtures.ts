@@ -18,17 +18,7 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${counter}`;
 }
 
-/** Resolves once `cond()` is true; rejects naming `what` after `ms`. Polls every 5 ms. */
-export async function waitFor(
-  cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+export { waitFor } from './wait.ts';
 
 /** Cleanup actions run in reverse order of registration; every one runs, and the first failure is rethrown. */
 export class Scope {

@@ -73,15 +73,8 @@ export function makeEvents(first: number, count: number, kind: ChangeEvent['kind
   }));
 }
 
-/** Resolves once `cond()` holds; rejects naming `what` after `ms`. Polls every 10 ms. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+/** waitFor under the name these tests use. */
+export { waitFor as waitUntil } from './wait.ts';
 
 /**
  * A `defer(fn)` whose functions run after the test in reverse order of registration (node:test runs its own

@@ -8,13 +8,8 @@ import path from 'node:path';
 import type { ChangeEvent, NewEvent } from '../../../core/events/change-event.ts';
 import { HostWatcherThread } from '../../../core/events/host-watcher-thread.ts';
 import { silentLogger } from '../../../core/util/log.ts';
+import { waitFor } from '../../helpers/wait.ts';
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  for (const deadline = Date.now() + ms; !cond();) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('host changes come through the thread; noted server events and the state directory do not', async (t) => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'xwt-'));
@@ -37,7 +32,7 @@ test('host changes come through the thread; noted server events and the state di
   w.noteServerEvents([note]);
   fs.writeFileSync(path.join(root, 'state', 'log'), 'dom0 own');
   fs.writeFileSync(path.join(root, 'by-host'), 'h');
-  await until(() => seen.some((e) => e.path === 'by-host'), 5000, 'the host change');
+  await waitFor(() => seen.some((e) => e.path === 'by-host'), 5000, 'the host change');
   await new Promise((r) => setTimeout(r, 400)); // past the settle time of the others
   assert.deepEqual(seen.map((e) => `${e.origin} ${e.kind} ${e.path}`), ['host created by-host']);
   await w.close();
